@@ -1,0 +1,22 @@
+# Sensor readings (UTC, in a SQL database) -> per-local-day Parquet -> hourly/daily tables -> charts.
+# See README.md for the contract (paths, config, database) and config/README.md for every setting.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/render.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        requested_images,

@@ -1,0 +1,14 @@
+rule aggregate_day:
+    input:
+        readings="results/readings/date={date}/data.parquet",
+    output:
+        hourly="results/tables/hourly/date={date}/data.parquet",
+        daily="results/tables/daily/date={date}/data.parquet",
+    params:
+        timezone=config["timezone"],
+    log:
+        "logs/aggregate_day/{date}.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/aggregate_day.py"

@@ -1,0 +1,31 @@
+"""Cumulative day-by-hour heatmaps of every sensor for the window ending on one local day."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from sensorcharts.charts import render_cumulative, sensors_from_config
+from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.timegrid import parse_date, zone
+
+
+def main(snakemake):
+    day = parse_date(snakemake.wildcards.date)
+    hourly = pd.concat([pq.read_table(p).to_pandas() for p in snakemake.input.hourly], ignore_index=True)
+    paths = {Path(p).parts[-3]: p for p in snakemake.output.images}
+    metas = render_cumulative(
+        hourly,
+        day,
+        zone(snakemake.params.timezone),
+        snakemake.params.window,
+        sensors_from_config(snakemake.params.sensors),
+        paths,
+    )
+    write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
+    log.info("%s: %d cumulative images over %d days", day, len(metas), snakemake.params.window)
+
+
+if "snakemake" in globals():
+    run(snakemake, main)  # noqa: F821

@@ -1,0 +1,30 @@
+"""A local day's daily and hourly images of every sensor, plus their metadata."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from sensorcharts.charts import render_day, sensors_from_config
+from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.tables import read_readings
+from sensorcharts.timegrid import parse_date, zone
+
+
+def main(snakemake):
+    day = parse_date(snakemake.wildcards.date)
+    # Paths follow results/images/{sensor}/{interval}/{stamp}.png; the declared outputs say which to draw.
+    daily = {Path(p).parts[-3]: p for p in snakemake.output.daily}
+    hourly = {(Path(p).parts[-3], Path(p).stem): p for p in snakemake.output.hourly}
+    metas = render_day(
+        read_readings(snakemake.input.readings),
+        day,
+        zone(snakemake.params.timezone),
+        sensors_from_config(snakemake.params.sensors),
+        daily,
+        hourly,
+    )
+    write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
+    log.info("%s: %d images", day, len(metas))
+
+
+if "snakemake" in globals():
+    run(snakemake, main)  # noqa: F821

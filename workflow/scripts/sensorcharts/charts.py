@@ -1,0 +1,412 @@
+"""Daily, hourly and cumulative charts.
+
+A job draws many charts, so each kind keeps one figure and updates its artists per chart instead of
+building a new figure (the costly part of a naive ``plt.figure(); sns.lineplot(); savefig()``).
+X positions are computed from UTC instants and the ticks placed at local wall-clock hours, so DST days
+are drawn exactly (23 or 25 hours wide) without relying on matplotlib's date locators.
+
+PNG files are deterministic: the same data and software give the same bytes. Their tEXt chunks carry the
+chart's metadata except ``processing_time``, which would change the bytes on every run and therefore
+lives only in the job's metadata JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .timegrid import day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
+
+WIDTH_IN, HEIGHT_IN, DPI = 10.0, 4.0, 100
+GAP_FACTOR = 5  # a gap is a step longer than this many typical sampling intervals
+MIN_GAP_S = 120.0  # … and never shorter than two minutes
+NO_DATA = "No data"
+THEME = {"style": "whitegrid", "context": "notebook", "palette": "colorblind"}
+HEATMAP_CMAP = "viridis"  # perceptually uniform and colour-blind safe
+
+
+@dataclass(frozen=True)
+class Sensor:
+    name: str
+    display_name: str
+    unit: str
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.display_name} ({self.unit})" if self.unit else self.display_name
+
+
+def sensors_from_config(sensors: dict) -> list[Sensor]:
+    """``config["sensors"]`` as Sensor records, in config order."""
+    return [Sensor(name, spec["display_name"], spec["unit"]) for name, spec in sensors.items()]
+
+
+@dataclass
+class ChartMeta:
+    """What every chart carries; ``processing_time`` is excluded from the PNG bytes."""
+
+    filename: str
+    sensor_type: str
+    interval: str
+    stamp: str
+    data_points: int
+    start_time: str
+    end_time: str
+    processing_time: float = 0.0
+
+    def png_text(self) -> dict[str, str]:
+        return {
+            "Title": f"{self.sensor_type} {self.interval} {self.stamp}",
+            "filename": self.filename,
+            "sensor_type": self.sensor_type,
+            "interval": self.interval,
+            "data_points": str(self.data_points),
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+        }
+
+
+def apply_theme() -> None:
+    sns.set_theme(**THEME)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Series preparation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def break_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Insert NaN between readings further apart than the gap threshold, so no line crosses a gap.
+
+    ``x`` is in seconds and sorted. The threshold is ``GAP_FACTOR`` times the median step (at least
+    ``MIN_GAP_S``), which adapts to one-second and one-hour sensors alike.
+    """
+    if len(x) < 2:
+        return x, y
+    step = np.diff(x)
+    threshold = max(GAP_FACTOR * float(np.median(step)), MIN_GAP_S)
+    cut = np.flatnonzero(step > threshold) + 1
+    if not len(cut):
+        return x, y
+    return np.insert(x, cut, np.nan), np.insert(y, cut, np.nan)
+
+
+def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep, per pixel column and per unbroken segment, the first minimum and maximum in time order.
+
+    The drawn line is then indistinguishable from the full series (every column spans the same
+    vertical extent) while the number of vertices is at most ``4 * columns`` plus gap markers.
+    """
+    n = len(x)
+    if n <= 4 * columns:
+        return x, y
+    nan = np.isnan(y)
+    segment = np.cumsum(nan)
+    keep = ~nan
+    xs, ys, seg = x[keep], y[keep], segment[keep]
+    col = np.clip(((xs - x0) / (x1 - x0) * columns).astype(np.int64), 0, columns - 1)
+    key = seg * columns + col  # non-decreasing because x is sorted
+    order = np.lexsort((ys, key))  # by key, then by value
+    sorted_key = key[order]
+    first = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    last = np.r_[first[1:] - 1, len(order) - 1]
+    picks = np.unique(np.concatenate([order[first], order[last]]))  # positions of min and max, time order
+    out_x, out_y, out_seg = xs[picks], ys[picks], seg[picks]
+    breaks = np.flatnonzero(np.diff(out_seg) != 0) + 1
+    return np.insert(out_x, breaks, np.nan), np.insert(out_y, breaks, np.nan)
+
+
+def _padded_limits(values: list[np.ndarray]) -> tuple[float, float] | None:
+    finite = [v[np.isfinite(v)] for v in values]
+    finite = [v for v in finite if len(v)]
+    if not finite:
+        return None
+    lo = min(float(v.min()) for v in finite)
+    hi = max(float(v.max()) for v in finite)
+    pad = (hi - lo) * 0.05 if hi > lo else max(abs(hi) * 0.05, 0.5)
+    return lo - pad, hi + pad
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Line charts (daily and hourly)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class LineChart:
+    """One reusable figure for time-series charts."""
+
+    def __init__(self) -> None:
+        apply_theme()
+        self.figure = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        self.ax = self.figure.add_axes((0.08, 0.15, 0.89, 0.74))
+        self.palette = sns.color_palette(THEME["palette"])
+        self.lines = []
+        self.no_data = self.ax.text(
+            0.5, 0.5, NO_DATA, transform=self.ax.transAxes, ha="center", va="center", fontsize=16, color="0.45"
+        )
+        self.columns = int(self.ax.get_position().width * WIDTH_IN * DPI)
+
+    def _line(self, i: int):
+        while len(self.lines) <= i:
+            (line,) = self.ax.plot([], [], lw=1.2, color=self.palette[len(self.lines) % len(self.palette)])
+            self.lines.append(line)
+        return self.lines[i]
+
+    def draw(
+        self,
+        series: list[tuple[str | None, np.ndarray, np.ndarray]],
+        xlim: tuple[float, float],
+        ticks: list[tuple[float, str]],
+        xlabel: str,
+        ylabel: str,
+        title: str,
+    ) -> int:
+        """Draw ``series`` of ``(label, x, y)``; return the number of readings shown (before decimation)."""
+        points = 0
+        ys = []
+        for i, (label, x, y) in enumerate(series):
+            points += int(np.isfinite(y).sum())
+            x, y = break_gaps(x, y)
+            x, y = decimate(x, y, xlim[0], xlim[1], self.columns)
+            line = self._line(i)
+            line.set_data(x, y)
+            line.set_label(label if label is not None else f"_series{i}")
+            line.set_visible(True)
+            ys.append(y)
+        for line in self.lines[len(series) :]:
+            line.set_data([], [])
+            line.set_visible(False)
+            line.set_label("_hidden")
+        limits = _padded_limits(ys)
+        self.no_data.set_visible(limits is None)
+        self.ax.set_ylim(*(limits or (0.0, 1.0)))
+        self.ax.set_xlim(*xlim)
+        self.ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+        self.ax.set_xlabel(xlabel)
+        self.ax.set_ylabel(ylabel)
+        self.ax.set_title(title)
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.remove()
+        if sum(1 for label, _, _ in series if label is not None) > 1:
+            self.ax.legend(loc="upper right", fontsize="small", title="device")
+        return points
+
+
+def save_png(figure: Figure, path: str | os.PathLike, meta: ChartMeta) -> None:
+    """Write the PNG under a temporary name and rename it; no timestamp or version goes in the file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, **meta.png_text()})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _series(frame, sensor: str, origin_us: int) -> list[tuple[str | None, np.ndarray, np.ndarray]]:
+    """Per device, x in seconds since ``origin_us`` and y values, in time order."""
+    rows = frame[frame["sensor"] == sensor]
+    if "device" not in rows.columns or rows["device"].nunique(dropna=False) <= 1:
+        groups = [(None, rows)]
+    else:
+        groups = [(str(d), g) for d, g in rows.groupby("device", dropna=False, sort=True)]
+    out = []
+    for label, g in groups:
+        t = g["recorded_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        x = (t - origin_us) / 1e6
+        out.append((label, x, g["value"].to_numpy(dtype=np.float64)))
+    return out
+
+
+def _us(instant: datetime) -> int:
+    return int(instant.timestamp() * 1_000_000)
+
+
+def day_ticks(day: date, tz: ZoneInfo, every_hours: int = 3) -> list[tuple[float, str]]:
+    """Ticks at local wall-clock hours divisible by ``every_hours``, positioned in seconds since midnight."""
+    start, end = day_bounds(day, tz)
+    ticks = []
+    for slot in hour_slots(day, tz):
+        wall = slot.start.astimezone(tz)
+        if wall.hour % every_hours == 0 and wall.minute == 0 and not slot.stamp.endswith("_2"):
+            ticks.append(((slot.start - start).total_seconds(), wall.strftime("%H:%M")))
+    ticks.append(((end - start).total_seconds(), "24:00"))
+    return ticks
+
+
+def render_day(
+    frame,
+    day: date,
+    tz: ZoneInfo,
+    sensors: list[Sensor],
+    daily_paths: dict[str, str],
+    hourly_paths: dict[tuple[str, str], str],
+) -> list[ChartMeta]:
+    """Draw the daily chart of each sensor in ``daily_paths`` and each ``(sensor, stamp)`` hourly chart.
+
+    ``frame`` holds the day's readings (pandas, columns as in the extract).
+    """
+    chart = LineChart()
+    start, end = day_bounds(day, tz)
+    zone_name = zone_abbreviations(start, end, tz)
+    metas: list[ChartMeta] = []
+    by_name = {s.name: s for s in sensors}
+    slots = {s.stamp: s for s in hour_slots(day, tz)}
+    for sensor_name, path in daily_paths.items():
+        sensor = by_name[sensor_name]
+        began = time.perf_counter()
+        series = _series(frame, sensor_name, _us(start))
+        points = chart.draw(
+            series,
+            (0.0, (end - start).total_seconds()),
+            day_ticks(day, tz),
+            f"Local time ({zone_name})",
+            sensor.axis_label,
+            f"{sensor.display_name} · {day.isoformat()} · {tz.key}",
+        )
+        meta = ChartMeta(Path(path).name, sensor_name, "daily", day.isoformat(), points,
+                         iso_local(start, tz), iso_local(end, tz))
+        save_png(chart.figure, path, meta)
+        meta.processing_time = round(time.perf_counter() - began, 4)
+        metas.append(meta)
+    for (sensor_name, stamp), path in hourly_paths.items():
+        sensor = by_name[sensor_name]
+        slot = slots[stamp]
+        began = time.perf_counter()
+        rows = frame[(frame["recorded_at"] >= slot.start) & (frame["recorded_at"] < slot.end)]
+        series = _series(rows, sensor_name, _us(slot.start))
+        local = slot.start.astimezone(tz)
+        ticks = [(m * 60.0, (local + timedelta(minutes=m)).strftime("%H:%M")) for m in range(0, 61, 10)]
+        span = (slot.end - slot.start).total_seconds()
+        ticks = [t for t in ticks if t[0] <= span]
+        points = chart.draw(
+            series,
+            (0.0, span),
+            ticks,
+            f"Local time ({local.tzname()})",
+            sensor.axis_label,
+            f"{sensor.display_name} · {day.isoformat()} {local:%H:%M}–{slot.end.astimezone(tz):%H:%M} "
+            f"{local.tzname()} · {tz.key}",
+        )
+        meta = ChartMeta(Path(path).name, sensor_name, "hourly", stamp, points,
+                         iso_local(slot.start, tz), iso_local(slot.end, tz))
+        save_png(chart.figure, path, meta)
+        meta.processing_time = round(time.perf_counter() - began, 4)
+        metas.append(meta)
+    return metas
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cumulative heatmap
+# ---------------------------------------------------------------------------------------------------------
+
+
+def hour_matrix(hourly, sensor: str, days: list[date]) -> tuple[np.ndarray, int]:
+    """Mean per local day (rows) and local wall-clock hour 0–23 (columns) from hourly tables.
+
+    Devices and, on a fall-back day, the two slots sharing a wall-clock hour are combined weighted by
+    their reading counts; an hour without readings stays NaN. Returns the matrix and the readings count.
+    """
+    rows = hourly[hourly["sensor"] == sensor]
+    matrix = np.full((len(days), 24), np.nan)
+    if rows.empty:
+        return matrix, 0
+    index = {d.isoformat(): i for i, d in enumerate(days)}
+    r = rows["local_date"].map(index).to_numpy()
+    c = rows["hour"].str.slice(11, 13).astype(int).to_numpy()
+    counts = rows["count"].to_numpy(dtype=np.float64)
+    sums = rows["mean"].to_numpy(dtype=np.float64) * counts
+    ok = ~np.isnan(r.astype(np.float64))
+    r, c, counts, sums = r[ok].astype(int), c[ok], counts[ok], sums[ok]
+    total = np.zeros_like(matrix)
+    weight = np.zeros_like(matrix)
+    np.add.at(total, (r, c), sums)
+    np.add.at(weight, (r, c), counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.where(weight > 0, total / weight, np.nan)
+    return matrix, int(counts.sum())
+
+
+class Heatmap:
+    """One reusable figure for the cumulative day × hour heatmap."""
+
+    def __init__(self, rows: int) -> None:
+        apply_theme()
+        height = max(HEIGHT_IN, 1.6 + 0.16 * rows)
+        self.figure = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        self.ax = self.figure.add_axes((0.12, 0.10, 0.74, 0.80))
+        cax = self.figure.add_axes((0.88, 0.10, 0.02, 0.80))
+        cmap = matplotlib.colormaps[HEATMAP_CMAP].with_extremes(bad="0.88")
+        self.image = self.ax.imshow(np.full((rows, 24), np.nan), aspect="auto", cmap=cmap,
+                                    interpolation="nearest", extent=(-0.5, 23.5, rows - 0.5, -0.5))
+        self.colorbar = self.figure.colorbar(self.image, cax=cax)
+        self.ax.grid(False)
+        self.ax.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
+        self.no_data = self.ax.text(11.5, (rows - 1) / 2, NO_DATA, ha="center", va="center",
+                                    fontsize=16, color="0.45")
+
+    def draw(self, matrix: np.ndarray, days: list[date], sensor: Sensor, title: str, xlabel: str) -> None:
+        self.image.set_data(matrix)
+        finite = matrix[np.isfinite(matrix)]
+        self.no_data.set_visible(not finite.size)
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi == lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        self.image.set_clim(lo, hi)
+        self.colorbar.set_label(sensor.axis_label)
+        step = max(1, len(days) // 15)
+        positions = list(range(len(days) - 1, -1, -step))[::-1]
+        self.ax.set_yticks(positions, [days[i].isoformat() for i in positions])
+        self.ax.set_xlabel(xlabel)
+        self.ax.set_title(title)
+
+
+def render_cumulative(
+    hourly, day: date, tz: ZoneInfo, window_days: int, sensors: list[Sensor], paths: dict[str, str]
+) -> list[ChartMeta]:
+    """Draw, per sensor in ``paths``, the heatmap of hourly means over the ``window_days`` ending on ``day``."""
+    days = [day - timedelta(days=window_days - 1 - i) for i in range(window_days)]
+    start, _ = day_bounds(days[0], tz)
+    _, end = day_bounds(day, tz)
+    heatmap = Heatmap(len(days))
+    by_name = {s.name: s for s in sensors}
+    metas = []
+    for sensor_name, path in paths.items():
+        sensor = by_name[sensor_name]
+        began = time.perf_counter()
+        matrix, points = hour_matrix(hourly, sensor_name, days)
+        heatmap.draw(
+            matrix,
+            days,
+            sensor,
+            f"{sensor.display_name} · hourly means · {days[0].isoformat()} to {day.isoformat()} · {tz.key}",
+            f"Local hour ({zone_abbreviations(start, end, tz)})",
+        )
+        meta = ChartMeta(Path(path).name, sensor_name, "cumulative", day.isoformat(), points,
+                         iso_local(start, tz), iso_local(end, tz))
+        save_png(heatmap.figure, path, meta)
+        meta.processing_time = round(time.perf_counter() - began, 4)
+        metas.append(meta)
+    return metas
+
+

@@ -1,0 +1,139 @@
+"""Hourly and daily statistics of one local day's readings.
+
+Tables are written one file per local day under hive-style ``date=YYYY-MM-DD`` folders, so
+``results/tables/hourly`` reads as one dataset in pyarrow, pandas and DuckDB.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .timegrid import day_bounds, hour_slots, iso_local
+
+TS = pa.timestamp("us", tz="UTC")
+STAT_FIELDS = [
+    pa.field("count", pa.int64()),
+    pa.field("mean", pa.float64()),
+    pa.field("min", pa.float64()),
+    pa.field("max", pa.float64()),
+    pa.field("std", pa.float64()),  # sample standard deviation (n - 1); null for a single reading
+    pa.field("first_reading", TS),
+    pa.field("last_reading", TS),
+]
+
+
+def key_fields(with_device: bool) -> list[pa.Field]:
+    fields = [pa.field("sensor", pa.string())]
+    if with_device:
+        fields.append(pa.field("device", pa.string()))
+    return fields
+
+
+def hourly_schema(with_device: bool) -> pa.Schema:
+    return pa.schema(
+        key_fields(with_device)
+        + [
+            pa.field("local_date", pa.string()),
+            pa.field("hour", pa.string()),  # the hourly image stamp, e.g. 2025-11-02T01_2
+            pa.field("utc_start", TS),
+            pa.field("local_start", pa.string()),  # ISO 8601 with the local offset
+        ]
+        + STAT_FIELDS
+    )
+
+
+def daily_schema(with_device: bool) -> pa.Schema:
+    return pa.schema(
+        key_fields(with_device)
+        + [
+            pa.field("local_date", pa.string()),
+            pa.field("utc_start", TS),
+            pa.field("utc_end", TS),
+            pa.field("local_start", pa.string()),
+            pa.field("local_end", pa.string()),
+            pa.field("hours", pa.float64()),  # 23, 24 or 25 around DST changes
+        ]
+        + STAT_FIELDS
+    )
+
+
+def _stats(grouped) -> pd.DataFrame:
+    value = grouped["value"]
+    stats = pd.DataFrame(
+        {
+            "count": value.count(),
+            "mean": value.mean(),
+            "min": value.min(),
+            "max": value.max(),
+            "std": value.std(ddof=1),
+            "first_reading": grouped["recorded_at"].min(),
+            "last_reading": grouped["recorded_at"].max(),
+        }
+    )
+    return stats
+
+
+def aggregate(readings: pd.DataFrame, day: date, tz: ZoneInfo) -> tuple[pa.Table, pa.Table]:
+    """Return ``(hourly, daily)`` tables of ``readings`` (one local day, columns as in the extract).
+
+    Only readings with a value count; an hour or day without any has no row.
+    """
+    with_device = "device" in readings.columns
+    keys = ["sensor", "device"] if with_device else ["sensor"]
+    start, end = day_bounds(day, tz)
+    slots = hour_slots(day, tz)
+    valid = readings[readings["value"].notna()].copy()
+
+    start_us = np.datetime64(start.replace(tzinfo=None), "us")
+    elapsed = valid["recorded_at"].dt.tz_convert(None).to_numpy(dtype="datetime64[us]") - start_us
+    valid["slot"] = (elapsed // np.timedelta64(1, "h")).astype("int64")
+
+    hourly = _stats(valid.groupby(keys + ["slot"], sort=True, dropna=False)).reset_index()
+    hourly["local_date"] = day.isoformat()
+    hourly["hour"] = [slots[i].stamp for i in hourly["slot"]]
+    hourly["utc_start"] = pd.to_datetime([slots[i].start for i in hourly["slot"]], utc=True)
+    hourly["local_start"] = [iso_local(slots[i].start, tz) for i in hourly["slot"]]
+
+    daily = _stats(valid.groupby(keys, sort=True, dropna=False)).reset_index()
+    daily["local_date"] = day.isoformat()
+    daily["utc_start"] = pd.Timestamp(start)
+    daily["utc_end"] = pd.Timestamp(end)
+    daily["local_start"] = iso_local(start, tz)
+    daily["local_end"] = iso_local(end, tz)
+    daily["hours"] = (end - start).total_seconds() / 3600
+
+    return (
+        _to_table(hourly, hourly_schema(with_device)),
+        _to_table(daily, daily_schema(with_device)),
+    )
+
+
+def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    frame = frame.reindex(columns=schema.names)
+    if frame.empty:
+        return schema.empty_table()
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def read_readings(path: str | os.PathLike) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write Parquet under a temporary name and rename, so a crash never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
