@@ -1,0 +1,135 @@
+"""Shared fixtures: the package on sys.path, a real PostgreSQL server, and databases of readings.
+
+PostgreSQL: the server ``DATABASE_URL`` names when it is a PostgreSQL URL, otherwise a throwaway server
+started by ``pgserver``; each test gets a database of its own, created and dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+SQLITE_SCHEMA = """
+CREATE TABLE sensor_readings (recorded_at TEXT NOT NULL, sensor_type TEXT NOT NULL, value REAL, device_id TEXT);
+CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
+"""
+POSTGRES_SCHEMA = """
+CREATE TABLE sensor_readings (recorded_at timestamptz NOT NULL, sensor_type text NOT NULL,
+                              value double precision, device_id text NULL);
+CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
+"""
+
+Row = tuple  # (recorded_at: aware datetime, sensor_type, value, device_id)
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+class ReadingsDB:
+    """A real database holding ``sensor_readings``, with helpers to change rows."""
+
+    def __init__(self, url: str, kind: str, path: Path | None = None):
+        self.url, self.kind, self.path = url, kind, path
+
+    def _connect(self):
+        if self.kind == "sqlite":
+            return sqlite3.connect(self.path)
+        import psycopg2
+
+        return psycopg2.connect(self.url.replace("postgresql+psycopg2://", "postgresql://"))
+
+    def _stamp(self, t: datetime):
+        # SQLite's documented storage: UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
+        if self.kind == "sqlite":
+            return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
+        return t
+
+    def execute(self, sql: str, params=()):
+        mark = "?" if self.kind == "sqlite" else "%s"
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            cur.execute(sql.replace("%s", mark), params)
+            con.commit()
+        finally:
+            con.close()
+
+    def insert(self, rows: list[Row]) -> None:
+        mark = "?" if self.kind == "sqlite" else "%s"
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            cur.executemany(
+                f"INSERT INTO sensor_readings VALUES ({mark}, {mark}, {mark}, {mark})",
+                [(self._stamp(t), s, None if v is None else float(v), d) for t, s, v, d in rows],
+            )
+            con.commit()
+        finally:
+            con.close()
+
+
+def _pg_admin_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith("postgresql") else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """An admin URL of a real PostgreSQL server for this test session."""
+    url = _pg_admin_url()
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh PostgreSQL database with an empty ``sensor_readings`` table (dropped afterwards)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(postgres_server.replace("postgresql+psycopg2://", "postgresql://"))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    url = make_url(postgres_server).set(drivername="postgresql+psycopg2", database=name)
+    db = ReadingsDB(url.render_as_string(hide_password=False), "postgresql")
+    db.execute(POSTGRES_SCHEMA)
+    try:
+        yield db
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    """A fresh SQLite file with an empty ``sensor_readings`` table."""
+    path = tmp_path / "readings.sqlite"
+    with sqlite3.connect(path) as con:
+        con.executescript(SQLITE_SCHEMA)
+    return ReadingsDB(f"sqlite:///{path}", "sqlite", path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def readings_db(request):
+    """Each test using this runs once against SQLite and once against PostgreSQL."""
+    return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "postgres_db")

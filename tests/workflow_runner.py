@@ -1,0 +1,72 @@
+"""Run the real ``snakemake`` on a temporary working directory, as a user deploying the workflow would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    def jobs(self) -> dict[str, int]:
+        """Job counts per rule from Snakemake's 'Job stats' table."""
+        counts: dict[str, int] = {}
+        lines = self.output.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("Job stats:"):
+                for row in lines[i + 3 :]:
+                    parts = row.split()
+                    if len(parts) != 2 or not parts[1].isdigit():
+                        break
+                    if parts[0] != "total":
+                        counts[parts[0]] = int(parts[1])
+                break
+        return counts
+
+
+class Workdir:
+    """A working directory with ``config/config.yaml`` = the repo's config updated with ``overrides``."""
+
+    def __init__(self, path: Path, database_url: str | None, **overrides):
+        self.path = path
+        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key].update(value)
+            else:
+                config[key] = value
+        (path / "config").mkdir(parents=True, exist_ok=True)
+        (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+        self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+
+    def snakemake(self, *args: str, check: bool = True) -> Run:
+        cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.path), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.path)
+        run = Run(proc.returncode, proc.stdout + proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{run.output[-4000:]}")
+        return run
+
+    def files(self, pattern: str) -> list[Path]:
+        return sorted(self.path.glob(pattern))
+
+    def snapshot(self, pattern: str = "results/**/*") -> dict[str, tuple[bytes, int]]:
+        """Content and mtime (ns) of every file under ``results/``."""
+        return {
+            str(p.relative_to(self.path)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in self.path.glob(pattern)
+            if p.is_file()
+        }
