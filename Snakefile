@@ -20,3 +20,9 @@ rule all:
     default_target: True
     input:
         requested_images,
+
+
+# The cron target: today (hours so far) and the look-back days, with their cumulative images.
+rule latest:
+    input:
+        recent_images,

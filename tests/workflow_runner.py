@@ -42,7 +42,7 @@ class Workdir:
         self.path = path
         config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
         for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
+            if key in ("database", "demo"):
                 config[key].update(value)
             else:
                 config[key] = value
@@ -52,13 +52,25 @@ class Workdir:
         if database_url:
             self.env["DATABASE_URL"] = database_url
 
-    def snakemake(self, *args: str, check: bool = True) -> Run:
+    def snakemake(self, *args: str, check: bool = True, wrapper: bool = False) -> Run:
+        """Run snakemake (through tools/locked-snakemake with ``wrapper``) in this directory."""
         cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.path), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.path)
+        if wrapper:
+            cmd = [str(REPO / "tools" / "locked-snakemake"), *cmd[1:]]
+        env = dict(self.env, PATH=f"{Path(SNAKEMAKE).parent}:{self.env.get('PATH', '')}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=self.path)
         run = Run(proc.returncode, proc.stdout + proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{run.output[-4000:]}")
         return run
+
+    def start(self, *args: str, wrapper: bool = True) -> subprocess.Popen:
+        """Start a run in the background, in its own process group (so a test can kill all of it)."""
+        cmd = [str(REPO / "tools" / "locked-snakemake") if wrapper else SNAKEMAKE,
+               "--snakefile", str(REPO / "Snakefile"), "--directory", str(self.path), *args]
+        env = dict(self.env, PATH=f"{Path(SNAKEMAKE).parent}:{self.env.get('PATH', '')}")
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=self.path, start_new_session=True)
 
     def files(self, pattern: str) -> list[Path]:
         return sorted(self.path.glob(pattern))

@@ -5,6 +5,7 @@ rule aggregate_day:
         hourly="results/tables/hourly/date={date}/data.parquet",
         daily="results/tables/daily/date={date}/data.parquet",
     params:
+        code=code_digest("aggregate_day", "tables"),
         timezone=config["timezone"],
     log:
         "logs/aggregate_day/{date}.log",

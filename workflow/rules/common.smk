@@ -1,6 +1,7 @@
 # The workflow's Python: config validation, the requested days, and the input functions that decide
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -9,7 +10,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import settings
+from sensorcharts import fingerprints, settings
+from sensorcharts.database import Source
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, parse_date
 
 
@@ -28,6 +30,39 @@ ORDINARY_DATE_RE = (
     f"(?!{'|'.join(SPECIAL_DATES)}){DATE_RE}" if SPECIAL_DATES else DATE_RE
 )
 DB_PARAMS = {k: v for k, v in config["database"].items() if k != "url"}
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+
+
+def code_digest(script, *modules):
+    """Digest of a rule's script and the package modules it uses, passed as a param.
+
+    Snakemake's own "code" trigger looks only at the script's mtime: it misses changes in the package
+    and fires on a fresh clone. With this param (and the workflow profile's rerun triggers, which leave
+    "code" out) a change in, say, the plot style redoes exactly the rules whose code changed.
+    """
+    digest = hashlib.sha256((SCRIPTS / f"{script}.py").read_bytes())
+    for module in ("jobs", "timegrid") + modules:
+        digest.update((SCRIPTS / "sensorcharts" / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint_block(days):
+    source = Source.from_config(settings.database_url(config), DB_PARAMS)
+    try:
+        return fingerprints.compute(source, SENSORS, days, PLAN.tz)
+    except (ConnectionError, LookupError) as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+# The demo database is an input file of its own (its mtime tells when it was recreated); a real
+# database is followed through per-day fingerprints, queried only by the main Snakemake process.
+FINGERPRINTS = fingerprints.Refresher(
+    _fingerprint_block,
+    "results/fingerprints",
+    blocks=[PLAN.with_windows(PLAN.recent_days), PLAN.with_windows(PLAN.days)],
+    window=PLAN.window,
+    active=workflow.is_main_process and not settings.uses_demo_database(config),
+)
 
 
 wildcard_constraints:
@@ -47,9 +82,12 @@ def day_of(wildcards):
 
 
 def database_input(wildcards):
-    """The demo database file when no database is configured (so it is created first), else nothing."""
-    day_of(wildcards)
-    return config["demo"]["path"] if settings.uses_demo_database(config) else []
+    """The demo database file when no database is configured (so it is created first), else the day's
+    fingerprint file, which changes exactly when the day's rows do."""
+    day = day_of(wildcards)
+    if settings.uses_demo_database(config):
+        return config["demo"]["path"]
+    return FINGERPRINTS.path(day)
 
 
 def window_hourly_tables(wildcards):
@@ -77,3 +115,8 @@ def images_of_day(day):
 def requested_images(wildcards=None):
     """Images of every day in the requested range."""
     return [image for day in PLAN.days for image in images_of_day(day)]
+
+
+def recent_images(wildcards=None):
+    """Images of today and the look-back days: what the cron target keeps up to date."""
+    return [image for day in PLAN.recent_days for image in images_of_day(day)]

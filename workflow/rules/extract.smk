@@ -4,6 +4,7 @@ rule extract_day:
     output:
         readings="results/readings/date={date}/data.parquet",
     params:
+        code=code_digest("extract_day", "database", "settings"),
         sensors=SENSORS,
         timezone=config["timezone"],
         source=DB_PARAMS,

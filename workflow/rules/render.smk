@@ -22,6 +22,7 @@ for kind, (labels, dates) in {
         wildcard_constraints:
             date="|".join(dates) if dates else ORDINARY_DATE_RE,
         params:
+            code=code_digest("render_day", "charts", "tables"),
             timezone=config["timezone"],
             sensors=config["sensors"],
         log:
@@ -41,6 +42,7 @@ rule render_cumulative:
         images=expand("results/images/{sensor}/cumulative/{{date}}.png", sensor=SENSORS),
         metadata="results/metadata/cumulative/{date}.json",
     params:
+        code=code_digest("render_cumulative", "charts"),
         timezone=config["timezone"],
         sensors=config["sensors"],
         window=config["cumulative_days"],

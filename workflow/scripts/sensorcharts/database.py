@@ -196,17 +196,19 @@ def _postgres_batches(engine, source, with_device, sensors, start, end, schema):
         producer.start()
         column_types = {f.name: (pa.timestamp("us") if f.name == "recorded_at" else f.type) for f in schema}
         with os.fdopen(read_fd, "rb") as source_pipe:
-            reader = pacsv.open_csv(
-                source_pipe,
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=8 << 20),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=column_types,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            for batch in reader:
-                yield _as_schema(batch, schema)
+            # No rows (or a failed COPY) is an empty stream, which Arrow's CSV reader refuses to open.
+            if source_pipe.peek(1):
+                reader = pacsv.open_csv(
+                    source_pipe,
+                    read_options=pacsv.ReadOptions(column_names=schema.names, block_size=8 << 20),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=column_types,
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
+                for batch in reader:
+                    yield _as_schema(batch, schema)
         producer.join()
         if failure:
             raise failure[0]

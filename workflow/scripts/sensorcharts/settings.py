@@ -46,6 +46,19 @@ class Plan:
     days: tuple[date, ...]
     sensors: tuple[str, ...]
     window: int
+    lookback: int
+
+    @property
+    def recent_days(self) -> list[date]:
+        """What the cron target brings up to date: today and the look-back days before it."""
+        return [self.today - timedelta(days=self.lookback - i) for i in range(self.lookback + 1)]
+
+    def with_windows(self, days) -> list[date]:
+        """``days`` and every day in their cumulative windows: what their images depend on."""
+        days = list(days)
+        if not days:
+            return []
+        return date_range(min(days) - timedelta(days=self.window - 1), max(days))
 
     def window_days(self, day: date) -> list[date]:
         """The days of the cumulative image of ``day``, oldest first."""
@@ -103,6 +116,7 @@ def make_plan(config: dict) -> Plan:
         days=tuple(date_range(first, last)) if first <= last else (),
         sensors=tuple(config["sensors"]),
         window=int(config["cumulative_days"]),
+        lookback=int(config["lookback_days"]),
     )
 
 

@@ -1,0 +1,408 @@
+"""Charts: series preparation, the drawn artists, chart metadata, and deterministic PNG files."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from conftest import utc
+from PIL import Image
+
+from sensorcharts.charts import (
+    NO_DATA,
+    Heatmap,
+    LineChart,
+    Sensor,
+    break_gaps,
+    day_ticks,
+    decimate,
+    hour_matrix,
+    render_cumulative,
+    render_day,
+)
+from sensorcharts.database import readings_schema
+from sensorcharts.tables import aggregate
+from sensorcharts.timegrid import day_bounds, hour_slots, zone
+
+LA = zone("America/Los_Angeles")
+FALL = date(2025, 11, 2)
+SENSORS = [Sensor("temperature", "Temperature", "°C"), Sensor("humidity", "Humidity", "%")]
+
+
+def readings_frame(rows, with_device=False) -> pd.DataFrame:
+    """Rows ``(utc datetime, sensor, value[, device])`` as the extract's Parquet reads back into pandas."""
+    schema = readings_schema(with_device)
+    columns = list(zip(*rows)) if rows else [[] for _ in schema]
+    table = pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, schema)], schema=schema)
+    return table.to_pandas()
+
+
+def minute_rows(day, tz, sensors=("temperature", "humidity"), every_minutes=1, missing_every=17):
+    """A reading every ``every_minutes`` over the local day; every ``missing_every``-th has no value."""
+    start, end = day_bounds(day, tz)
+    rows, i = [], 0
+    t = start
+    while t < end:
+        for k, sensor in enumerate(sensors):
+            value = None if i % missing_every == 0 else 10.0 * k + np.sin(i / 60.0)
+            rows.append((t, sensor, value))
+        i += 1
+        t += timedelta(minutes=every_minutes)
+    return rows
+
+
+def valid_count(rows, sensor, lo=None, hi=None):
+    return sum(
+        1 for t, s, v, *_ in rows if s == sensor and v is not None and (lo is None or lo <= t < hi)
+    )
+
+
+def png_paths(root: Path, day: date, sensors, stamps):
+    daily = {s: str(root / s / "daily" / f"{day.isoformat()}.png") for s in sensors}
+    hourly = {(s, st): str(root / s / "hourly" / f"{st}.png") for s in sensors for st in stamps}
+    return daily, hourly
+
+
+# --- break_gaps -------------------------------------------------------------------------------------------
+
+
+def test_break_gaps_inserts_nan_exactly_at_the_gap():
+    x = np.array([0.0, 60, 120, 180, 1000, 1060, 1120])
+    y = np.arange(7, dtype=float)
+    bx, by = break_gaps(x, y)
+    np.testing.assert_array_equal(bx, [0, 60, 120, 180, np.nan, 1000, 1060, 1120])
+    np.testing.assert_array_equal(by, [0, 1, 2, 3, np.nan, 4, 5, 6])
+
+
+@pytest.mark.parametrize(
+    ("x", "nan_at"),
+    [
+        ([0, 60, 120, 180, 240], []),  # regular: nothing inserted
+        ([0, 60, 120, 420, 480], []),  # a step of exactly 5 × median is not a gap
+        ([0, 60, 120, 421, 481], [3]),  # just longer is
+        ([0, 1, 2, 3, 103, 104], []),  # 1 s sampling: 100 s is under the two-minute floor
+        ([0, 1, 2, 3, 124, 125], [4]),  # … 121 s is over it
+        ([0, 60, 1000, 1060, 5000, 5060], [2, 5]),  # two gaps
+        ([0.0], []),
+        ([], []),
+    ],
+)
+def test_break_gaps_cases(x, nan_at):
+    x = np.array(x, dtype=float)
+    y = x * 2
+    bx, by = break_gaps(x, y)
+    assert list(np.flatnonzero(np.isnan(bx))) == nan_at
+    assert list(np.flatnonzero(np.isnan(by))) == nan_at
+    np.testing.assert_array_equal(bx[~np.isnan(bx)], x)  # the readings themselves are unchanged
+    np.testing.assert_array_equal(by[~np.isnan(by)], y)
+
+
+# --- decimate ---------------------------------------------------------------------------------------------
+
+
+def _columns_of(x, x0, x1, columns):
+    return np.clip(((x - x0) / (x1 - x0) * columns).astype(int), 0, columns - 1)
+
+
+@pytest.mark.parametrize("with_gaps", [False, True])
+def test_decimate_keeps_each_columns_min_and_max(with_gaps):
+    rng = np.random.default_rng(7)
+    n, columns, x0, x1 = 20_000, 100, 0.0, 86_400.0
+    x = np.sort(rng.uniform(x0, x1, n))
+    y = np.cumsum(rng.normal(0, 1, n))
+    y[123] = 500.0  # a spike
+    y[9_876] = -500.0
+    if with_gaps:
+        keep = ~(((x > 10_000) & (x < 20_000)) | ((x > 50_000) & (x < 50_500)))
+        x, y = break_gaps(x[keep], y[keep])
+    gaps = int(np.isnan(y).sum())
+    assert gaps == (2 if with_gaps else 0)
+
+    dx, dy = decimate(x, y, x0, x1, columns)
+
+    assert len(dx) == len(dy) <= 4 * columns + gaps
+    assert len(dx) < len(x)
+    finite = ~np.isnan(dy)
+    assert int((~finite).sum()) == gaps  # each gap is still broken
+    assert np.nanmax(dy) == 500.0 and np.nanmin(dy) == -500.0
+    assert np.all(np.diff(dx[finite]) >= 0)  # still in time order
+    # Every kept vertex is an original reading.
+    originals = set(zip(x[~np.isnan(y)].tolist(), y[~np.isnan(y)].tolist()))
+    assert set(zip(dx[finite].tolist(), dy[finite].tolist())) <= originals
+    # Per pixel column, the drawn extent equals the full series' extent.
+    valid = ~np.isnan(y)
+    col_in, col_out = _columns_of(x[valid], x0, x1, columns), _columns_of(dx[finite], x0, x1, columns)
+    for c in np.unique(col_in):
+        assert dy[finite][col_out == c].min() == y[valid][col_in == c].min()
+        assert dy[finite][col_out == c].max() == y[valid][col_in == c].max()
+
+
+def test_decimate_leaves_short_series_alone():
+    x = np.arange(400, dtype=float)
+    y = np.sin(x)
+    dx, dy = decimate(x, y, 0.0, 400.0, 100)
+    assert dx is x and dy is y
+
+
+# --- LineChart ----------------------------------------------------------------------------------------------
+
+
+def _draw(chart, series, xlim=(0.0, 86_400.0)):
+    return chart.draw(series, xlim, [(0.0, "00:00"), (xlim[1], "24:00")], "Local time", "T (°C)", "title")
+
+
+def test_empty_chart_shows_no_data():
+    chart = LineChart()
+    assert _draw(chart, []) == 0
+    assert chart.no_data.get_visible()
+    assert chart.no_data.get_text() == NO_DATA
+    # A series of only missing values is no data either.
+    assert _draw(chart, [(None, np.array([0.0, 60.0]), np.array([np.nan, np.nan]))]) == 0
+    assert chart.no_data.get_visible()
+
+
+def test_chart_with_data_hides_no_data_and_counts_readings():
+    chart = LineChart()
+    x = np.arange(0, 86_400, 10, dtype=float)  # 8640 readings, more than the pixel columns hold
+    y = np.cos(x / 3600)
+    y[::100] = np.nan
+    points = _draw(chart, [(None, x, y)])
+    assert points == int(np.isfinite(y).sum())
+    assert not chart.no_data.get_visible()
+    (line,) = [ln for ln in chart.lines if ln.get_visible()]
+    assert len(line.get_xdata()) <= 4 * chart.columns
+    assert chart.ax.get_xlim() == (0.0, 86_400.0)
+    lo, hi = chart.ax.get_ylim()
+    assert lo < np.nanmin(y) and hi > np.nanmax(y)
+    # Drawing an empty chart next on the same figure hides the old line and shows "No data" again.
+    _draw(chart, [])
+    assert chart.no_data.get_visible()
+    assert not any(ln.get_visible() for ln in chart.lines)
+
+
+def test_chart_legend_only_for_several_devices():
+    chart = LineChart()
+    x = np.arange(0, 3600, 60, dtype=float)
+    _draw(chart, [("a", x, np.sin(x)), ("b", x, np.cos(x))], (0.0, 3600.0))
+    legend = chart.ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+    _draw(chart, [(None, x, np.sin(x))], (0.0, 3600.0))
+    assert chart.ax.get_legend() is None
+    assert sum(ln.get_visible() for ln in chart.lines) == 1
+
+
+def test_fall_back_day_is_25_hours_wide():
+    start, end = day_bounds(FALL, LA)
+    span = (end - start).total_seconds()
+    assert span == 90_000
+    ticks = day_ticks(FALL, LA)
+    assert ticks[-1] == (90_000.0, "24:00")
+    positions = dict((label, pos) for pos, label in ticks)
+    assert positions["00:00"] == 0.0
+    assert positions["03:00"] == 4 * 3600.0  # 01:00 happens twice, so 03:00 is four hours in
+    assert positions["21:00"] == 22 * 3600.0
+    chart = LineChart()
+    chart.draw([], (0.0, span), ticks, "Local time", "T", "title")
+    assert chart.ax.get_xlim() == (0.0, 90_000.0)
+    assert [t.get_text() for t in chart.ax.get_xticklabels()] == [label for _, label in ticks]
+
+
+# --- render_day -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fall_rows():
+    return minute_rows(FALL, LA, every_minutes=2)
+
+
+def test_render_day_writes_the_charts_asked_for(tmp_path, fall_rows):
+    stamps = ["2025-11-02T01", "2025-11-02T01_2"]
+    daily, hourly = png_paths(tmp_path, FALL, ["temperature", "humidity"], stamps)
+    hourly = {k: v for k, v in hourly.items() if k[0] == "temperature"}
+    metas = render_day(readings_frame(fall_rows), FALL, LA, SENSORS, daily, hourly)
+
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(
+        [
+            "humidity/daily/2025-11-02.png",
+            "temperature/daily/2025-11-02.png",
+            "temperature/hourly/2025-11-02T01.png",
+            "temperature/hourly/2025-11-02T01_2.png",
+        ]
+    )
+    for path in written:
+        with Image.open(tmp_path / path) as im:
+            assert im.format == "PNG" and im.size == (1000, 400)
+    assert [(m.sensor_type, m.interval, m.stamp) for m in metas] == [
+        ("temperature", "daily", "2025-11-02"),
+        ("humidity", "daily", "2025-11-02"),
+        ("temperature", "hourly", "2025-11-02T01"),
+        ("temperature", "hourly", "2025-11-02T01_2"),
+    ]
+
+
+def test_render_day_meta_values(tmp_path, fall_rows):
+    daily, hourly = png_paths(tmp_path, FALL, ["temperature"], ["2025-11-02T01_2"])
+    metas = {m.interval: m for m in render_day(readings_frame(fall_rows), FALL, LA, SENSORS, daily, hourly)}
+
+    d = metas["daily"]
+    assert d.filename == "2025-11-02.png"
+    assert d.data_points == valid_count(fall_rows, "temperature")
+    assert d.data_points < 750  # some readings have no value and are not counted
+    assert d.start_time == "2025-11-02T00:00:00-07:00"
+    assert d.end_time == "2025-11-03T00:00:00-08:00"
+
+    h = metas["hourly"]
+    assert h.filename == "2025-11-02T01_2.png"
+    assert h.stamp == "2025-11-02T01_2"
+    assert h.data_points == valid_count(fall_rows, "temperature", utc(2025, 11, 2, 9), utc(2025, 11, 2, 10))
+    assert 0 < h.data_points <= 30
+    assert h.start_time == "2025-11-02T01:00:00-08:00"
+    assert h.end_time == "2025-11-02T02:00:00-08:00"
+    assert h.processing_time >= 0
+
+
+def test_png_text_chunks_carry_meta_but_no_software_or_time(tmp_path, fall_rows):
+    daily, hourly = png_paths(tmp_path, FALL, ["temperature"], ["2025-11-02T01_2"])
+    metas = render_day(readings_frame(fall_rows), FALL, LA, SENSORS, daily, hourly)
+    for meta, path in zip(metas, [*daily.values(), *hourly.values()]):
+        with Image.open(path) as im:
+            text = dict(im.text)
+        for key in ("sensor_type", "interval", "data_points", "start_time", "end_time", "filename"):
+            assert text[key] == str(getattr(meta, key)), key
+        assert "Software" not in text
+        assert "processing_time" not in text
+        assert not any("time" in k.lower() and k not in ("start_time", "end_time") for k in text)
+
+
+def test_rendering_twice_gives_identical_bytes(tmp_path, fall_rows):
+    frame = readings_frame(fall_rows)
+    outputs = []
+    for run in ("a", "b"):
+        daily, hourly = png_paths(tmp_path / run, FALL, ["temperature", "humidity"], ["2025-11-02T01_2"])
+        render_day(frame, FALL, LA, SENSORS, daily, hourly)
+        outputs.append({p.relative_to(tmp_path / run): p.read_bytes() for p in (tmp_path / run).rglob("*.png")})
+    assert len(outputs[0]) == 4
+    assert outputs[0] == outputs[1]
+
+
+def test_chart_bytes_do_not_depend_on_what_was_drawn_before(tmp_path, fall_rows):
+    frame = readings_frame(fall_rows)
+    both, _ = png_paths(tmp_path / "both", FALL, ["temperature", "humidity"], [])
+    alone, _ = png_paths(tmp_path / "alone", FALL, ["humidity"], [])
+    render_day(frame, FALL, LA, SENSORS, both, {})
+    render_day(frame, FALL, LA, SENSORS, alone, {})
+    assert Path(both["humidity"]).read_bytes() == Path(alone["humidity"]).read_bytes()
+
+
+def test_empty_day_renders_with_zero_points(tmp_path):
+    daily, hourly = png_paths(tmp_path, FALL, ["temperature"], ["2025-11-02T05"])
+    metas = render_day(readings_frame([]), FALL, LA, SENSORS, daily, hourly)
+    assert [m.data_points for m in metas] == [0, 0]
+    assert all(Path(p).is_file() for p in [*daily.values(), *hourly.values()])
+
+
+def test_device_series_counted_together(tmp_path):
+    rows = [(t, s, v, "a") for t, s, v in minute_rows(FALL, LA, ("temperature",), every_minutes=10)]
+    rows += [(t, s, v, "b") for t, s, v in minute_rows(FALL, LA, ("temperature",), every_minutes=15)]
+    daily, _ = png_paths(tmp_path, FALL, ["temperature"], [])
+    (meta,) = render_day(readings_frame(rows, with_device=True), FALL, LA, SENSORS, daily, {})
+    assert meta.data_points == valid_count(rows, "temperature")
+
+
+# --- cumulative ---------------------------------------------------------------------------------------------
+
+
+def _hourly_of(days_rows: dict[date, list]) -> pd.DataFrame:
+    tables = [aggregate(readings_frame(rows), day, LA)[0] for day, rows in days_rows.items()]
+    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def test_render_cumulative_with_an_empty_day(tmp_path):
+    days = [date(2025, 11, 1), FALL, date(2025, 11, 3)]
+    hourly = _hourly_of(
+        {
+            days[0]: minute_rows(days[0], LA, every_minutes=20),
+            days[1]: [],
+            days[2]: minute_rows(days[2], LA, every_minutes=30),
+        }
+    )
+    matrix, points = hour_matrix(hourly, "temperature", days)
+    assert matrix.shape == (3, 24)
+    assert np.isnan(matrix[1]).all()
+    assert np.isfinite(matrix[0]).all() and np.isfinite(matrix[2]).all()
+    expected = int(hourly.loc[hourly["sensor"] == "temperature", "count"].sum())
+    assert points == expected
+
+    paths = {s: str(tmp_path / s / "cumulative" / "2025-11-03.png") for s in ("temperature", "humidity")}
+    metas = render_cumulative(hourly, days[-1], LA, 3, SENSORS, paths)
+    assert [m.sensor_type for m in metas] == ["temperature", "humidity"]
+    temp = metas[0]
+    assert temp.data_points == expected
+    assert temp.data_points == valid_count(minute_rows(days[0], LA, every_minutes=20), "temperature") + valid_count(
+        minute_rows(days[2], LA, every_minutes=30), "temperature"
+    )
+    assert (temp.interval, temp.stamp, temp.filename) == ("cumulative", "2025-11-03", "2025-11-03.png")
+    assert temp.start_time == "2025-11-01T00:00:00-07:00"
+    assert temp.end_time == "2025-11-04T00:00:00-08:00"
+    with Image.open(paths["temperature"]) as im:
+        assert im.text["data_points"] == str(expected)
+        assert im.text["interval"] == "cumulative"
+        assert "Software" not in im.text
+
+
+def test_hour_matrix_merges_repeated_hour_and_devices_weighted_by_count():
+    hourly = pd.DataFrame(
+        {
+            "sensor": ["temperature"] * 4 + ["humidity"],
+            "local_date": ["2025-11-02"] * 4 + ["2025-11-02"],
+            "hour": ["2025-11-02T01", "2025-11-02T01_2", "2025-11-02T05", "2025-11-02T05", "2025-11-02T01"],
+            "count": [1, 3, 2, 6, 100],
+            "mean": [10.0, 2.0, 1.0, 5.0, 99.0],
+        }
+    )
+    matrix, points = hour_matrix(hourly, "temperature", [FALL])
+    assert matrix[0, 1] == pytest.approx((10 * 1 + 2 * 3) / 4)
+    assert matrix[0, 5] == pytest.approx((1 * 2 + 5 * 6) / 8)
+    assert np.isnan(matrix[0, [0, 2, 3, 4, *range(6, 24)]]).all()
+    assert points == 12
+
+
+def test_hour_matrix_ignores_days_outside_the_window_and_missing_sensors():
+    hourly = pd.DataFrame(
+        {
+            "sensor": ["temperature", "temperature"],
+            "local_date": ["2025-10-01", "2025-11-02"],
+            "hour": ["2025-10-01T03", "2025-11-02T03"],
+            "count": [5, 2],
+            "mean": [1.0, 4.0],
+        }
+    )
+    matrix, points = hour_matrix(hourly, "temperature", [FALL])
+    assert matrix[0, 3] == 4.0 and points == 2
+    matrix, points = hour_matrix(hourly, "pressure", [FALL])
+    assert np.isnan(matrix).all() and points == 0
+
+
+def test_spring_forward_day_has_no_hour_2_in_matrix():
+    spring = date(2025, 3, 9)
+    hourly = _hourly_of({spring: minute_rows(spring, LA, every_minutes=30)})
+    matrix, _ = hour_matrix(hourly, "temperature", [spring])
+    assert np.isnan(matrix[0, 2])
+    assert np.isfinite(np.delete(matrix[0], 2)).all()
+    assert len(hour_slots(spring, LA)) == 23
+
+
+def test_heatmap_no_data():
+    heatmap = Heatmap(3)
+    days = [date(2025, 11, 1), FALL, date(2025, 11, 3)]
+    heatmap.draw(np.full((3, 24), np.nan), days, SENSORS[0], "t", "x")
+    assert heatmap.no_data.get_visible()
+    heatmap.draw(np.arange(72, dtype=float).reshape(3, 24), days, SENSORS[0], "t", "x")
+    assert not heatmap.no_data.get_visible()
+    assert heatmap.image.get_clim() == (0.0, 71.0)

@@ -1,0 +1,173 @@
+"""The DAG follows the database: exactly the affected files are redone, the rest keep bytes and mtime."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import date, timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import utc
+from PIL import Image
+
+from sensorcharts.timegrid import zone
+from test_workflow import minute_readings
+from workflow_runner import Workdir
+
+LA = zone("America/Los_Angeles")
+SENSORS = {"temperature": {"display_name": "Temperature", "unit": "°C"},
+           "humidity": {"display_name": "Humidity", "unit": "%"}}
+NOW = utc(2025, 1, 13, 20, 0)  # 12:00 PST on 2025-01-13, "today"
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    """Paths created, deleted, or rewritten (other bytes or other mtime)."""
+    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+
+def files_of_day(wd: Workdir, day: str) -> set[str]:
+    """Everything a changed day must redo, except cumulative images (they depend on the window)."""
+    paths = {f"results/fingerprints/{day}.txt", f"results/readings/date={day}/data.parquet",
+             f"results/tables/hourly/date={day}/data.parquet", f"results/tables/daily/date={day}/data.parquet",
+             f"results/metadata/day/{day}.json"}
+    for sensor in SENSORS:
+        paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/images/{sensor}/*/{day}*.png")
+                  if "/cumulative/" not in str(p)}
+    return paths
+
+
+def cumulative_of(wd: Workdir, *days: str) -> set[str]:
+    paths = {f"results/metadata/cumulative/{d}.json" for d in days}
+    return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
+
+
+@pytest.fixture
+def charted(readings_db, tmp_path):
+    """Four local days charted, 2025-01-10 .. 2025-01-13 (today, up to noon)."""
+    rows = [r for r in minute_readings(date(2025, 1, 9), date(2025, 1, 13), LA) if r[0] < NOW]
+    readings_db.insert(rows)
+    wd = Workdir(tmp_path / "wd", readings_db.url, start="2025-01-10", end="2025-01-13", cumulative_days=2,
+                 lookback_days=1, now=NOW.isoformat(), sensors=SENSORS)
+    wd.snakemake("--cores", "2")
+    return readings_db, wd
+
+
+def test_no_op_run_executes_no_job_and_touches_nothing(charted):
+    _, wd = charted
+    before = wd.snapshot()
+    run = wd.snakemake("--cores", "2")
+    assert run.jobs() == {} and "Nothing to be done" in run.output
+    assert changed(before, wd.snapshot()) == set()
+
+
+@pytest.mark.parametrize("change", ["insert", "update", "delete"])
+def test_changed_past_day_redoes_that_day_and_its_cumulative_images(charted, change):
+    db, wd = charted
+    if change == "insert":
+        db.insert([(utc(2025, 1, 11, 20, 0, 30), "temperature", 99.0, "station-1")])
+    elif change == "update":
+        db.execute("UPDATE sensor_readings SET value = 42 WHERE recorded_at = %s AND sensor_type = 'humidity'",
+                   (db._stamp(utc(2025, 1, 11, 20, 0)),))
+    else:
+        db.execute("DELETE FROM sensor_readings WHERE recorded_at = %s", (db._stamp(utc(2025, 1, 11, 20, 0)),))
+    before = wd.snapshot()
+    assert "2025-01-11" in wd.snakemake("-n").output  # the dry-run shows what will be redone
+    run = wd.snakemake("--cores", "2")
+    # The window is 2 days: 2025-01-11 appears in the cumulative images of the 11th and the 12th.
+    assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-11") | cumulative_of(wd, "2025-01-11",
+                                                                                           "2025-01-12")
+    assert run.jobs() == {"extract_day": 1, "aggregate_day": 1, "render_day_ordinary": 1,
+                          "render_cumulative": 2, "all": 1}
+
+
+def test_rows_of_an_unconfigured_sensor_change_nothing(charted):
+    db, wd = charted
+    db.insert([(utc(2025, 1, 11, 20, 0), "wind", 3.0, "station-1")])
+    before = wd.snapshot()
+    assert wd.snakemake("--cores", "2").jobs() == {}
+    assert changed(before, wd.snapshot()) == set()
+
+
+def test_today_picks_up_new_rows_and_new_hours(charted):
+    db, wd = charted
+    later = NOW + timedelta(minutes=75)  # 13:15 PST: hour 13 has started
+    db.insert([(utc(2025, 1, 13, 20, 30), "temperature", 5.0, "station-1"),
+               (utc(2025, 1, 13, 21, 5), "temperature", 6.0, "station-1")])
+    before = wd.snapshot()
+    wd.snakemake("--cores", "2", "--config", f"now={later.isoformat()}")
+    after = wd.snapshot()
+    assert changed(before, after) == files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13")
+    assert "results/images/temperature/hourly/2025-01-13T13.png" in after
+    assert "results/images/temperature/hourly/2025-01-13T14.png" not in after
+
+
+def test_cron_target_covers_today_and_the_look_back_only(charted):
+    db, wd = charted
+    # A change on the 10th is outside the cron window (today and 1 look-back day, windows of 2 days)…
+    db.insert([(utc(2025, 1, 10, 20, 0, 30), "temperature", 99.0, "station-1")])
+    before = wd.snapshot()
+    run = wd.snakemake("--cores", "2", "latest")
+    assert run.jobs() == {} and changed(before, wd.snapshot()) == set()
+    # …while one on the 12th is inside it.
+    db.insert([(utc(2025, 1, 12, 20, 0, 30), "temperature", 99.0, "station-1")])
+    run = wd.snakemake("--cores", "2", "latest")
+    assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-12") | cumulative_of(
+        wd, "2025-01-12", "2025-01-13")
+    # The backfill target still catches the change on the 10th.
+    assert wd.snakemake("--cores", "2").jobs()["extract_day"] == 1
+
+
+def test_config_change_redoes_only_what_it_affects(charted):
+    _, wd = charted
+    before = wd.snapshot()
+    run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
+    # Only the cumulative images change (and the 3-day window of the 10th needs the 8th extracted).
+    assert set(run.jobs()) == {"render_cumulative", "extract_day", "aggregate_day", "all"}
+    assert run.jobs()["render_cumulative"] == 4 and run.jobs()["extract_day"] == 1
+    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == {
+        "results/fingerprints/2025-01-08.txt", "results/readings/date=2025-01-08/data.parquet",
+        "results/tables/hourly/date=2025-01-08/data.parquet", "results/tables/daily/date=2025-01-08/data.parquet"}
+
+
+def test_overlapping_run_skips_with_one_line(sqlite_db, tmp_path):
+    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 6), LA))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-06", cumulative_days=1,
+                 now=NOW.isoformat(), sensors=SENSORS)
+    first = wd.start("--cores", "1")
+    try:
+        deadline = time.monotonic() + 60
+        while not (wd.path / ".snakemake" / "sensor-charts.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = wd.snakemake("--cores", "1", "latest", wrapper=True)
+        assert second.returncode == 0
+        assert second.output.strip().splitlines() == [
+            "sensor-charts: skipped: another run holds the lock .snakemake/sensor-charts.lock"]
+    finally:
+        out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-3000:]
+    assert "Nothing to be done" in wd.snakemake("-n").output
+
+
+def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
+    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 6), LA))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-06", cumulative_days=1,
+                 now=NOW.isoformat(), sensors=SENSORS)
+    first = wd.start("--cores", "2")
+    deadline = time.monotonic() + 120
+    while len(wd.files("results/images/*/hourly/*.png")) < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)  # snakemake and its running jobs, mid-write
+    first.wait()
+    assert wd.files(".snakemake/locks/*"), "a killed run leaves Snakemake's lock behind"
+
+    run = wd.snakemake("--cores", "2", wrapper=True)
+    assert run.returncode == 0
+    assert "Nothing to be done" in wd.snakemake("-n").output
+    assert not wd.files("results/**/.*.tmp")
+    for path in wd.files("results/**/*.parquet"):
+        pq.read_table(path)
+    for path in wd.files("results/images/**/*.png"):
+        Image.open(path).load()  # a truncated PNG raises
+    assert len(wd.files("results/images/temperature/hourly/*.png")) == 6 * 24

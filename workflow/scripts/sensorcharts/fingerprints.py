@@ -1,0 +1,134 @@
+"""Per-day fingerprints of the database, so Snakemake's file-based DAG follows the rows.
+
+A fingerprint is the number of rows of the configured sensors in a local day plus an order-independent
+digest of their contents (the sum of a hash of every row). Any insert, update or delete in the day changes
+it. Fingerprints of a block of days come from **one** set-based query (a join of the readings with a list
+of the days' UTC bounds), and each day's file ``results/fingerprints/{date}.txt`` is rewritten only when its
+content changes. ``extract_day`` takes that file as input: a changed file is newer and has a new checksum, so
+Snakemake redoes that day and whatever depends on it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import date, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .database import Source, connect, table_has_device
+from .timegrid import day_bounds
+
+
+def _sqlite_row_digest(*fields) -> int:
+    # 31 bits, so SQLite's 64-bit integer sum() cannot overflow below 2**32 rows.
+    text = "|".join("\\N" if f is None else repr(f) if isinstance(f, float) else str(f) for f in fields)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") >> 1
+
+
+def _query(source: Source, dialect: str, days: int, sensors: int) -> str:
+    t, s, v = source.time_column, source.sensor_column, source.value_column
+    d = source.device_column
+    bounds = ", ".join(["(%s, %s, %s)"] * days)
+    in_list = ", ".join(["%s"] * sensors)
+    if dialect == "postgresql":
+        device = f", coalesce(r.{d}::text, '\\N')" if d else ""
+        digest = (
+            f"coalesce(sum(('x' || substr(md5(concat_ws('|', r.{t}::text, r.{s}, "
+            f"coalesce(r.{v}::text, '\\N'){device})), 1, 15))::bit(60)::bigint), 0)"
+        )
+        bounds = ", ".join(["(%s::text, %s::timestamptz, %s::timestamptz)"] * days)
+    else:
+        device = f", r.{d}" if d else ""
+        digest = f"coalesce(sum(row_digest(r.{t}, r.{s}, r.{v}{device})), 0)"
+    return (
+        f"WITH bounds(day, lo, hi) AS (VALUES {bounds}) "
+        f"SELECT b.day, count(r.{s}), {digest} FROM bounds b "
+        f"LEFT JOIN {source.table} r ON r.{t} >= b.lo AND r.{t} < b.hi AND r.{s} IN ({in_list}) "
+        f"GROUP BY b.day"
+    )
+
+
+def compute(source: Source, sensors: list[str], days: list[date], tz: ZoneInfo) -> dict[str, str]:
+    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query."""
+    engine = connect(source.url)
+    try:
+        with_device = table_has_device(engine, source)
+        if not with_device and source.device_column:
+            source = Source(source.url, source.table, source.time_column, source.sensor_column,
+                            source.value_column, None)
+        dialect = source.dialect
+        params: list = []
+        for day in days:
+            lo, hi = day_bounds(day, tz)
+            if dialect == "postgresql":
+                params += [day.isoformat(), lo, hi]
+            else:  # SQLite's documented text format, compared as text
+                params += [day.isoformat(), lo.strftime("%Y-%m-%d %H:%M:%S"), hi.strftime("%Y-%m-%d %H:%M:%S")]
+        params += list(sensors)
+        sql = _query(source, dialect, len(days), len(sensors))
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if dialect == "postgresql":
+                cur.execute("SET TIME ZONE 'UTC'")
+            else:
+                raw.driver_connection.create_function("row_digest", -1, _sqlite_row_digest, deterministic=True)
+                sql = sql.replace("%s", "?")
+            cur.execute(sql, params)
+            return {str(day): f"rows={count} digest={digest}\n" for day, count, digest in cur.fetchall()}
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def write_changed(fingerprints: dict[str, str], folder: str | os.PathLike) -> list[str]:
+    """Write each day's fingerprint file only when its content differs; return the days written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for day, line in sorted(fingerprints.items()):
+        path = folder / f"{day}.txt"
+        try:
+            if path.read_text() == line:
+                continue
+        except FileNotFoundError:
+            pass
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(line)
+        os.replace(tmp, path)
+        written.append(day)
+    return written
+
+
+class Refresher:
+    """Brings fingerprint files up to date lazily, one query per block of days, once per invocation.
+
+    Snakemake calls :meth:`path` (an input function) for every day in the DAG. The first call for a day
+    queries the whole block that contains it: the cron window (today, the look-back and the cumulative
+    windows of those days) or the requested range with its windows; a day in neither (a target asked for by
+    path) brings its own cumulative window. Only the main Snakemake process queries; jobs on a cluster see
+    the files already written.
+    """
+
+    def __init__(self, compute_block, folder: str, blocks: list[list[date]], window: int, active: bool):
+        self.compute_block = compute_block
+        self.folder = folder
+        self.blocks = [set(b) for b in blocks]
+        self.window = window
+        self.active = active
+        self.done: set[date] = set()
+        self.queries = 0
+        self.changed: list[str] = []
+
+    def path(self, day: date) -> str:
+        if self.active and day not in self.done:
+            block = next((b for b in self.blocks if day in b), None)
+            if block is None:
+                block = {day - timedelta(days=i) for i in range(self.window)}
+            days = sorted(block - self.done)
+            self.changed += write_changed(self.compute_block(days), self.folder)
+            self.queries += 1
+            self.done.update(days)
+        return f"{self.folder}/{day.isoformat()}.txt"
