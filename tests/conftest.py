@@ -39,8 +39,20 @@ def utc(*args) -> datetime:
 class ReadingsDB:
     """A real database holding ``sensor_readings``, with helpers to change rows."""
 
-    def __init__(self, url: str, kind: str, path: Path | None = None):
-        self.url, self.kind, self.path = url, kind, path
+    def __init__(self, url: str, kind: str, path: Path | None = None, admin_url: str | None = None):
+        self.url, self.kind, self.path, self.admin_url = url, kind, path, admin_url
+
+    def drop(self) -> None:
+        """Drop this PostgreSQL database (connections closed by force)."""
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        admin = psycopg2.connect(self.admin_url.replace("postgresql+psycopg2://", "postgresql://"))
+        admin.autocommit = True
+        try:
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS {make_url(self.url).database} WITH (FORCE)")
+        finally:
+            admin.close()
 
     def _connect(self):
         if self.kind == "sqlite":
@@ -100,33 +112,47 @@ def postgres_server(tmp_path_factory):
         server.cleanup()
 
 
-@pytest.fixture
-def postgres_db(postgres_server):
-    """A fresh PostgreSQL database with an empty ``sensor_readings`` table (dropped afterwards)."""
+def make_postgres(admin_url: str, prefix: str = "t", template: ReadingsDB | None = None) -> ReadingsDB:
+    """A new database on the server at ``admin_url``: empty with ``sensor_readings``, or a copy of ``template``."""
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_server.replace("postgresql+psycopg2://", "postgresql://"))
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_url.replace("postgresql+psycopg2://", "postgresql://"))
     admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    url = make_url(postgres_server).set(drivername="postgresql+psycopg2", database=name)
-    db = ReadingsDB(url.render_as_string(hide_password=False), "postgresql")
-    db.execute(POSTGRES_SCHEMA)
     try:
-        yield db
+        copy = f" TEMPLATE {make_url(template.url).database}" if template else ""
+        admin.cursor().execute(f"CREATE DATABASE {name}{copy}")
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+    url = make_url(admin_url).set(drivername="postgresql+psycopg2", database=name)
+    db = ReadingsDB(url.render_as_string(hide_password=False), "postgresql", admin_url=admin_url)
+    if not template:
+        db.execute(POSTGRES_SCHEMA)
+    return db
+
+
+def make_sqlite(path: Path, create: bool = True) -> ReadingsDB:
+    """A SQLite file with an empty ``sensor_readings`` table (or the existing file with ``create=False``)."""
+    if create:
+        with sqlite3.connect(path) as con:
+            con.executescript(SQLITE_SCHEMA)
+        con.close()
+    return ReadingsDB(f"sqlite:///{path}", "sqlite", path)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh PostgreSQL database with an empty ``sensor_readings`` table (dropped afterwards)."""
+    db = make_postgres(postgres_server)
+    yield db
+    db.drop()
 
 
 @pytest.fixture
 def sqlite_db(tmp_path):
     """A fresh SQLite file with an empty ``sensor_readings`` table."""
-    path = tmp_path / "readings.sqlite"
-    with sqlite3.connect(path) as con:
-        con.executescript(SQLITE_SCHEMA)
-    return ReadingsDB(f"sqlite:///{path}", "sqlite", path)
+    return make_sqlite(tmp_path / "readings.sqlite")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from datetime import date, timedelta
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import utc
+from conftest import make_postgres, make_sqlite, utc
 from PIL import Image
 
 from sensorcharts.timegrid import zone
@@ -43,15 +44,38 @@ def cumulative_of(wd: Workdir, *days: str) -> set[str]:
     return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
 
 
-@pytest.fixture
-def charted(readings_db, tmp_path):
-    """Four local days charted, 2025-01-10 .. 2025-01-13 (today, up to noon)."""
-    rows = [r for r in minute_readings(date(2025, 1, 9), date(2025, 1, 13), LA) if r[0] < NOW]
-    readings_db.insert(rows)
-    wd = Workdir(tmp_path / "wd", readings_db.url, start="2025-01-10", end="2025-01-13", cumulative_days=2,
-                 lookback_days=1, now=NOW.isoformat(), sensors=SENSORS)
+CHARTED = dict(start="2025-01-10", end="2025-01-13", cumulative_days=2, lookback_days=1, now=NOW.isoformat(),
+               sensors=SENSORS)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def charted_template(request, tmp_path_factory):
+    """Four local days, 2025-01-10 .. 2025-01-13 (today, up to noon), charted once per backend."""
+    root = tmp_path_factory.mktemp(f"template-{request.param}")
+    if request.param == "sqlite":
+        db = make_sqlite(root / "readings.sqlite")
+    else:
+        db = make_postgres(request.getfixturevalue("postgres_server"), "template")
+    db.insert([r for r in minute_readings(date(2025, 1, 9), date(2025, 1, 13), LA) if r[0] < NOW])
+    wd = Workdir(root / "wd", db.url, **CHARTED)
     wd.snakemake("--cores", "2")
-    return readings_db, wd
+    yield db, wd
+    if request.param == "postgresql":
+        db.drop()
+
+
+@pytest.fixture
+def charted(charted_template, tmp_path, request):
+    """A copy of the charted template (database, results and Snakemake's metadata, mtimes kept)."""
+    template_db, template_wd = charted_template
+    if template_db.kind == "sqlite":
+        shutil.copy2(template_db.path, tmp_path / "readings.sqlite")
+        db = make_sqlite(tmp_path / "readings.sqlite", create=False)
+    else:
+        db = make_postgres(request.getfixturevalue("postgres_server"), "copy", template=template_db)
+        request.addfinalizer(db.drop)
+    shutil.copytree(template_wd.path, tmp_path / "wd", symlinks=True)
+    return db, Workdir(tmp_path / "wd", db.url, **CHARTED)
 
 
 def test_no_op_run_executes_no_job_and_touches_nothing(charted):
