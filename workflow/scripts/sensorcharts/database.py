@@ -158,7 +158,10 @@ def extract_day(
         tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
         rows = 0
         try:
-            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            # Dictionary encoding pays only for the repetitive text columns; on the near-unique times and
+            # values it costs most of the writer's CPU before falling back to plain encoding.
+            text_columns = [name for name in ("sensor", "device") if name in schema.names]
+            with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=text_columns) as writer:
                 batches = _postgres_batches if source.dialect == "postgresql" else _sqlite_batches
                 for batch in batches(engine, source, with_device, sensors, start, end, schema):
                     if batch.num_rows:
