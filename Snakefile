@@ -14,15 +14,19 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/publish.smk"
 
 
+# Every chart of the requested range, uploaded (or recorded) and indexed.
 rule all:
     default_target: True
     input:
-        requested_images,
+        requested_receipts,
+        "results/kv/range.json",
 
 
 # The cron target: today (hours so far) and the look-back days, with their cumulative images.
 rule latest:
     input:
-        recent_images,
+        recent_receipts,
+        "results/kv/recent.json",

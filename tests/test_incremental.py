@@ -34,14 +34,17 @@ def files_of_day(wd: Workdir, day: str) -> set[str]:
              f"results/tables/hourly/date={day}/data.parquet", f"results/tables/daily/date={day}/data.parquet",
              f"results/metadata/day/{day}.json"}
     for sensor in SENSORS:
-        paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/images/{sensor}/*/{day}*.png")
-                  if "/cumulative/" not in str(p)}
+        for kind in ("images", "receipts"):
+            paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/{kind}/{sensor}/*/{day}*.*")
+                      if "/cumulative/" not in str(p)}
     return paths
 
 
 def cumulative_of(wd: Workdir, *days: str) -> set[str]:
     paths = {f"results/metadata/cumulative/{d}.json" for d in days}
-    return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
+    for kind, ext in (("images", "png"), ("receipts", "json")):
+        paths |= {f"results/{kind}/{s}/cumulative/{d}.{ext}" for s in SENSORS for d in days}
+    return paths
 
 
 CHARTED = dict(start="2025-01-10", end="2025-01-13", cumulative_days=2, lookback_days=1, now=NOW.isoformat(),
@@ -50,7 +53,7 @@ CHARTED = dict(start="2025-01-10", end="2025-01-13", cumulative_days=2, lookback
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def charted_template(request, tmp_path_factory):
-    """Four local days, 2025-01-10 .. 2025-01-13 (today, up to noon), charted once per backend."""
+    """Four local days, 2025-01-10 .. 2025-01-13 (today, up to noon), charted and indexed once per backend."""
     root = tmp_path_factory.mktemp(f"template-{request.param}")
     if request.param == "sqlite":
         db = make_sqlite(root / "readings.sqlite")
@@ -59,6 +62,7 @@ def charted_template(request, tmp_path_factory):
     db.insert([r for r in minute_readings(date(2025, 1, 9), date(2025, 1, 13), LA) if r[0] < NOW])
     wd = Workdir(root / "wd", db.url, **CHARTED)
     wd.snakemake("--cores", "2")
+    wd.snakemake("--cores", "2", "latest")  # as in a deployment where a backfill and cron have both run
     yield db, wd
     if request.param == "postgresql":
         db.drop()
@@ -100,10 +104,10 @@ def test_changed_past_day_redoes_that_day_and_its_cumulative_images(charted, cha
     assert "2025-01-11" in wd.snakemake("-n").output  # the dry-run shows what will be redone
     run = wd.snakemake("--cores", "2")
     # The window is 2 days: 2025-01-11 appears in the cumulative images of the 11th and the 12th.
-    assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-11") | cumulative_of(wd, "2025-01-11",
-                                                                                           "2025-01-12")
-    assert run.jobs() == {"extract_day": 1, "aggregate_day": 1, "render_day_ordinary": 1,
-                          "render_cumulative": 2, "all": 1}
+    assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-11") | cumulative_of(
+        wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"}
+    assert run.jobs() == {"extract_day": 1, "aggregate_day": 1, "render_day_ordinary": 1, "render_cumulative": 2,
+                          "upload_day_ordinary": 1, "upload_cumulative": 2, "publish_range": 1, "all": 1}
 
 
 def test_rows_of_an_unconfigured_sensor_change_nothing(charted):
@@ -122,7 +126,8 @@ def test_today_picks_up_new_rows_and_new_hours(charted):
     before = wd.snapshot()
     wd.snakemake("--cores", "2", "--config", f"now={later.isoformat()}")
     after = wd.snapshot()
-    assert changed(before, after) == files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13")
+    assert changed(before, after) == files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13") | {
+        "results/kv/range.json"}
     assert "results/images/temperature/hourly/2025-01-13T13.png" in after
     assert "results/images/temperature/hourly/2025-01-13T14.png" not in after
 
@@ -138,7 +143,7 @@ def test_cron_target_covers_today_and_the_look_back_only(charted):
     db.insert([(utc(2025, 1, 12, 20, 0, 30), "temperature", 99.0, "station-1")])
     run = wd.snakemake("--cores", "2", "latest")
     assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-12") | cumulative_of(
-        wd, "2025-01-12", "2025-01-13")
+        wd, "2025-01-12", "2025-01-13") | {"results/kv/recent.json"}
     # The backfill target still catches the change on the 10th.
     assert wd.snakemake("--cores", "2").jobs()["extract_day"] == 1
 
@@ -148,9 +153,10 @@ def test_config_change_redoes_only_what_it_affects(charted):
     before = wd.snapshot()
     run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
     # Only the cumulative images change (and the 3-day window of the 10th needs the 8th extracted).
-    assert set(run.jobs()) == {"render_cumulative", "extract_day", "aggregate_day", "all"}
+    assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "extract_day",
+                               "aggregate_day", "all"}
     assert run.jobs()["render_cumulative"] == 4 and run.jobs()["extract_day"] == 1
-    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == {
+    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == {"results/kv/range.json",
         "results/fingerprints/2025-01-08.txt", "results/readings/date=2025-01-08/data.parquet",
         "results/tables/hourly/date=2025-01-08/data.parquet", "results/tables/daily/date=2025-01-08/data.parquet"}
 

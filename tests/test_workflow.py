@@ -116,7 +116,7 @@ def test_one_image_by_path_makes_only_what_it_needs(sqlite_db, tmp_path):
     wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-14", end="2025-01-16",
                  now="2025-11-20T00:00:00+00:00")
     run = wd.snakemake("--cores", "1", "results/images/temperature/daily/2025-01-15.png")
-    assert run.jobs() == {"extract_day": 1, "render_day_ordinary": 1}
+    assert run.jobs() == {"extract_day": 1, "render_day_ordinary": 1}  # nothing uploaded or indexed
     assert [p.parent.name for p in wd.files("results/readings/*/data.parquet")] == ["date=2025-01-15"]
     assert not wd.files("results/images/*/cumulative/*.png")
 

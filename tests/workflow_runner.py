@@ -38,7 +38,7 @@ class Run:
 class Workdir:
     """A working directory with ``config/config.yaml`` = the repo's config updated with ``overrides``."""
 
-    def __init__(self, path: Path, database_url: str | None, **overrides):
+    def __init__(self, path: Path, database_url: str | None, env: dict | None = None, **overrides):
         self.path = path
         config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
         for key, value in overrides.items():
@@ -48,7 +48,10 @@ class Workdir:
                 config[key] = value
         (path / "config").mkdir(parents=True, exist_ok=True)
         (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-        self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        # A clean slate: no database or publishing settings of the developer's shell leak into a test.
+        publishing = ("PINATA_", "CLOUDFLARE_", "KV_NAMESPACE_ID", "DELETE_LOCAL_FILES")
+        self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith(publishing)}
+        self.env.update(env or {})
         if database_url:
             self.env["DATABASE_URL"] = database_url
 

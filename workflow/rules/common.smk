@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, settings
+from sensorcharts import fingerprints, publish, settings
 from sensorcharts.database import Source
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, parse_date
 
@@ -23,12 +23,31 @@ except settings.ConfigError as exc:
     raise WorkflowError(f"Invalid configuration: {exc}.") from None
 
 SENSORS = list(PLAN.sensors)
-# One render rule per set of hour labels (DST days, today so far); all other days are ordinary.
-RENDER_KINDS = PLAN.render_kinds()
-SPECIAL_DATES = [d for _, dates in RENDER_KINDS.values() for d in dates]
-ORDINARY_DATE_RE = (
-    f"(?!{'|'.join(SPECIAL_DATES)}){DATE_RE}" if SPECIAL_DATES else DATE_RE
-)
+# Rule outputs are fixed patterns, but a day's hourly images depend on the day: DST days and today (so
+# far) have other hours than T00..T23. Each set of hour labels gets its own render and upload rule,
+# restricted to its dates; every other date is ordinary.
+_special = PLAN.render_kinds()
+_special_dates = [d for _, dates in _special.values() for d in dates]
+DAY_KINDS = {
+    "ordinary": (
+        tuple(f"T{h:02d}" for h in range(24)),
+        f"(?!{'|'.join(_special_dates)}){DATE_RE}" if _special_dates else DATE_RE,
+    ),
+    **{kind: (labels, "|".join(dates)) for kind, (labels, dates) in _special.items()},
+}
+
+try:
+    PUBLISH = publish.Settings.load()
+except publish.PublishError as exc:
+    raise WorkflowError(f"Invalid publishing settings: {exc}.") from None
+# Charts are deleted once uploaded (receipts keep the DAG complete); never when they were not uploaded.
+DELETE_CHARTS = PUBLISH.uploads_enabled and PUBLISH.delete_local_files
+if workflow.is_main_process and not PUBLISH.uploads_enabled:
+    print("Uploads are off (PINATA_JWT is not set): receipts record local CIDs with \"uploaded\": false, "
+          "and KV documents are written to results/kv/ only.", file=sys.stderr)
+elif workflow.is_main_process and PUBLISH.index_missing:
+    print(f"KV indexing is off ({', '.join(PUBLISH.index_missing)} not set): KV documents are written to "
+          "results/kv/ only.", file=sys.stderr)
 DB_PARAMS = {k: v for k, v in config["database"].items() if k != "url"}
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -98,25 +117,35 @@ def window_hourly_tables(wildcards):
     ]
 
 
-def images_of_day(day):
-    """Every image of one local day: daily, hourly (hours started) and cumulative, for every sensor."""
-    stamp = day.isoformat()
-    images = []
-    for sensor in SENSORS:
-        images.append(f"results/images/{sensor}/daily/{stamp}.png")
-        images += [
-            f"results/images/{sensor}/hourly/{stamp}{label}.png"
-            for label in PLAN.labels(day)
-        ]
-        images.append(f"results/images/{sensor}/cumulative/{stamp}.png")
-    return images
+def charts(folder, ext, labels, date="{date}"):
+    """Paths of one day's daily and hourly charts (or their receipts) for every sensor."""
+    return {
+        "daily": [f"results/{folder}/{s}/daily/{date}.{ext}" for s in SENSORS],
+        "hourly": [
+            f"results/{folder}/{s}/hourly/{date}{label}.{ext}"
+            for s in SENSORS
+            for label in labels
+        ],
+        "cumulative": [f"results/{folder}/{s}/cumulative/{date}.{ext}" for s in SENSORS],
+    }
 
 
-def requested_images(wildcards=None):
-    """Images of every day in the requested range."""
-    return [image for day in PLAN.days for image in images_of_day(day)]
+def chart_outputs(paths):
+    """Charts as rule outputs: temp() when they are deleted after a successful upload."""
+    return [temp(p) for p in paths] if DELETE_CHARTS else paths
 
 
-def recent_images(wildcards=None):
-    """Images of today and the look-back days: what the cron target keeps up to date."""
-    return [image for day in PLAN.recent_days for image in images_of_day(day)]
+def receipts_of_day(day):
+    """Receipts of every chart of one local day: daily, hourly (hours started), cumulative."""
+    paths = charts("receipts", "json", PLAN.labels(day), day.isoformat())
+    return paths["daily"] + paths["hourly"] + paths["cumulative"]
+
+
+def requested_receipts(wildcards=None):
+    """Receipts of every chart in the requested range."""
+    return [r for day in PLAN.days for r in receipts_of_day(day)]
+
+
+def recent_receipts(wildcards=None):
+    """Receipts of today and the look-back days: what the cron target keeps up to date."""
+    return [r for day in PLAN.recent_days for r in receipts_of_day(day)]

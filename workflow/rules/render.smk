@@ -1,10 +1,6 @@
 # A day's daily and hourly images of every sensor come from one job (starting Python costs more than a
-# chart). Rule outputs are fixed patterns, so days whose hours differ from T00..T23 (DST days, today so
-# far) get a rule of their own per set of hour labels; the date constraints keep the rules disjoint.
-for kind, (labels, dates) in {
-    "ordinary": (None, None),
-    **RENDER_KINDS,
-}.items():
+# chart); one rule per set of hour labels (see DAY_KINDS in common.smk).
+for kind, (labels, date_re) in DAY_KINDS.items():
 
     rule:
         name:
@@ -12,15 +8,11 @@ for kind, (labels, dates) in {
         input:
             readings="results/readings/date={date}/data.parquet",
         output:
-            daily=expand("results/images/{sensor}/daily/{{date}}.png", sensor=SENSORS),
-            hourly=expand(
-                "results/images/{sensor}/hourly/{{date}}{label}.png",
-                sensor=SENSORS,
-                label=labels or [f"T{h:02d}" for h in range(24)],
-            ),
+            daily=chart_outputs(charts("images", "png", labels)["daily"]),
+            hourly=chart_outputs(charts("images", "png", labels)["hourly"]),
             metadata="results/metadata/day/{date}.json",
         wildcard_constraints:
-            date="|".join(dates) if dates else ORDINARY_DATE_RE,
+            date=date_re,
         params:
             code=code_digest("render_day", "charts", "tables"),
             timezone=config["timezone"],
@@ -39,7 +31,7 @@ rule render_cumulative:
     input:
         hourly=window_hourly_tables,
     output:
-        images=expand("results/images/{sensor}/cumulative/{{date}}.png", sensor=SENSORS),
+        images=chart_outputs(charts("images", "png", ())["cumulative"]),
         metadata="results/metadata/cumulative/{date}.json",
     params:
         code=code_digest("render_cumulative", "charts"),

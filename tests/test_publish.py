@@ -1,0 +1,191 @@
+"""Publishing against local doubles of Pinata and Cloudflare KV that follow the providers' documentation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import date
+
+import pytest
+from conftest import utc
+
+from doubles import KVDouble, PinataDouble
+from sensorcharts.timegrid import zone
+from test_workflow import minute_readings
+from workflow_runner import Workdir
+
+LA = zone("America/Los_Angeles")
+SENSORS = {"temperature": {"display_name": "Temperature", "unit": "°C"},
+           "humidity": {"display_name": "Humidity", "unit": "%"}}
+JWT = "pinata-jwt-Zq8x-SECRET-7731"
+CF_TOKEN = "cf-token-Hh2k-SECRET-5519"
+FAST_RETRIES = {"max_attempts": 4, "backoff_seconds": 0.05, "max_backoff_seconds": 0.2, "timeout_seconds": 2,
+                "requests_per_minute": 6000}
+KV_FIELDS = {"filename", "sensor_type", "interval", "data_points", "processing_time", "start_time", "end_time"}
+
+
+def raw_cid(data_sha256_hex: str) -> str:
+    """CIDv1 (raw leaf) of a single-chunk file from its sha256, computed independently of the project."""
+    digest = bytes([0x01, 0x55, 0x12, 0x20]) + bytes.fromhex(data_sha256_hex)
+    return "b" + base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+@pytest.fixture
+def services():
+    with PinataDouble(jwt=JWT) as pinata, KVDouble(token=CF_TOKEN, account="acct123", namespace="ns456") as kv:
+        yield pinata, kv
+
+
+def credentials(pinata, kv, **extra) -> dict:
+    return {"PINATA_JWT": JWT, "PINATA_UPLOAD_URL": pinata.url, "CLOUDFLARE_API_TOKEN": CF_TOKEN,
+            "CLOUDFLARE_ACCOUNT_ID": kv.account, "KV_NAMESPACE_ID": kv.namespace, "CLOUDFLARE_API_URL": kv.url,
+            **extra}
+
+
+def workdir(tmp_path, db, env, **overrides) -> Workdir:
+    settings = dict(start="2025-01-14", end="2025-01-15", cumulative_days=1, now="2025-02-01T00:00:00+00:00",
+                    sensors=SENSORS, upload=FAST_RETRIES)
+    settings.update(overrides)
+    return Workdir(tmp_path / "wd", db.url, env=env, **settings)
+
+
+@pytest.fixture
+def readings(sqlite_db):
+    sqlite_db.insert(minute_readings(date(2025, 1, 10), date(2025, 1, 15), LA))
+    return sqlite_db
+
+
+CHARTS_PER_DAY = len(SENSORS) * (1 + 24 + 1)
+
+
+def test_full_run_uploads_every_chart_once_and_indexes_it(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv))
+    wd.snakemake("--cores", "2")
+
+    receipts = {p.relative_to(wd.path / "results/receipts").with_suffix("").as_posix(): json.loads(p.read_text())
+                for p in wd.files("results/receipts/*/*/*.json")}
+    assert len(receipts) == 2 * CHARTS_PER_DAY
+    assert len(pinata.uploads) == len({u["cid"] for u in pinata.uploads}) == len(receipts)
+    by_cid = {u["cid"]: u for u in pinata.uploads}
+    for name, receipt in receipts.items():
+        sensor, interval, stamp = name.split("/")
+        upload = by_cid[receipt["cid"]]
+        assert receipt["cid"] == raw_cid(receipt["sha256"]) == upload["cid"]
+        assert upload["sha256"] == receipt["sha256"] and upload["size"] == receipt["size"]
+        assert upload["network"] == "public"
+        assert upload["keyvalues"] == {"sensor": sensor, "interval": interval, "stamp": stamp}
+        assert receipt["uploaded"] is True and receipt["pinata_id"] == upload["id"]
+        assert receipt["ipfs_url"] == f"ipfs://{receipt['cid']}"
+        assert receipt["metadata"]["sensor_type"] == sensor and receipt["metadata"]["stamp"] == stamp
+        # The dated KV key, field by field.
+        value = json.loads(kv.store[f"{sensor}:{interval}:{stamp}"])
+        assert set(value) == {"ipfs_url", "updated_at", "metadata"}
+        assert value["ipfs_url"] == receipt["ipfs_url"] and value["updated_at"].isdigit()
+        assert set(value["metadata"]) == KV_FIELDS
+        assert value["metadata"]["end_time"] == receipt["metadata"]["end_time"]
+    assert not wd.files("results/images/**/*.png"), "DELETE_LOCAL_FILES defaults to true"
+
+    latest = {key: json.loads(v) for key, v in kv.store.items() if key.endswith(":latest")}
+    assert set(latest) == {f"{s}:{i}:latest" for s in SENSORS for i in ("daily", "hourly", "cumulative")}
+    assert latest["temperature:daily:latest"]["metadata"]["start_time"] == "2025-01-15T00:00:00-08:00"
+    assert latest["humidity:hourly:latest"]["metadata"]["start_time"] == "2025-01-15T23:00:00-08:00"
+    assert latest["temperature:daily:latest"] == json.loads(kv.store["temperature:daily:2025-01-15"])
+
+    uploads, writes = len(pinata.uploads), len(kv.writes)
+    assert "Nothing to be done" in wd.snakemake("--cores", "2").output  # charts deleted, receipts current
+    assert (len(pinata.uploads), len(kv.writes)) == (uploads, writes)
+    assert not wd.files("results/images/**/*.png")
+
+
+def test_backfill_never_moves_latest_backwards(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv), start="2025-01-15", end="2025-01-15")
+    wd.snakemake("--cores", "2")
+    latest_before = {k: v for k, v in kv.store.items() if k.endswith(":latest")}
+
+    wd.snakemake("--cores", "2", "--config", "start=2025-01-11", "end=2025-01-12")
+    assert "temperature:daily:2025-01-11" in kv.store and "humidity:hourly:2025-01-12T23" in kv.store
+    assert {k: v for k, v in kv.store.items() if k.endswith(":latest")} == latest_before
+    record = json.loads((wd.path / "results/kv/range.json").read_text())
+    assert record["latest_kept_because_newer"]["temperature:daily:latest"] == "2025-01-16T00:00:00-08:00"
+
+
+def test_faults_are_retried_until_every_chart_is_uploaded_once(readings, services, tmp_path):
+    pinata, kv = services
+    pinata.inject("429:1", "500", "timeout", "drop", "503", "429")
+    kv.inject("429:1", "502", "unsuccessful:temperature:daily:latest", "unsuccessful:humidity:hourly:2025-01-15T03")
+    # One upload meets all six faults in a row: it needs its 7th attempt.
+    wd = workdir(tmp_path, readings, credentials(pinata, kv), start="2025-01-15", end="2025-01-15",
+                 upload=dict(FAST_RETRIES, threads=1, max_attempts=7))
+    wd.snakemake("--cores", "1")
+    cids = [u["cid"] for u in pinata.uploads]
+    assert len(cids) == len(set(cids)) == CHARTS_PER_DAY
+    assert {r["status"] for r in pinata.requests} >= {429, 500, 503, 200}
+    latest = json.loads(kv.store["temperature:daily:latest"])  # written on the retry of an unsuccessful key
+    assert latest["metadata"]["start_time"] == "2025-01-15T00:00:00-08:00"
+    assert "humidity:hourly:2025-01-15T03" in kv.store
+    assert "Nothing to be done" in wd.snakemake("-n").output
+
+
+def test_a_failed_run_loses_nothing_and_uploads_nothing_twice(readings, services, tmp_path):
+    pinata, kv = services
+    # Two 500s exhaust the 2 attempts of one upload: that job fails after uploading the other charts.
+    pinata.inject("500", "500")
+    wd = workdir(tmp_path, readings, credentials(pinata, kv), start="2025-01-15", end="2025-01-15",
+                 upload=dict(FAST_RETRIES, threads=1, max_attempts=2))
+    failed = wd.snakemake("--cores", "1", check=False)
+    assert failed.returncode != 0
+    assert "uploads failed" in failed.output
+    first = len(pinata.uploads)
+    assert 0 < first < CHARTS_PER_DAY or first == CHARTS_PER_DAY - 1
+
+    wd.snakemake("--cores", "1")
+    cids = [u["cid"] for u in pinata.uploads]
+    assert len(cids) == len(set(cids)) == CHARTS_PER_DAY  # each chart once, across both runs
+    assert len(wd.files("results/receipts/*/*/*.json")) == CHARTS_PER_DAY
+
+
+def test_rejected_token_fails_at_once_naming_the_variable(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv, PINATA_JWT="wrong-token-SECRET-0001"),
+                 start="2025-01-15", end="2025-01-15")
+    run = wd.snakemake("--cores", "1", check=False)
+    assert run.returncode != 0
+    assert "set PINATA_JWT to a valid token" in run.output
+    assert "wrong-token-SECRET-0001" not in run.output
+    # A 401 is never retried, and a job stops at its first one (at most one upload job got to start).
+    assert 1 <= len(pinata.requests) <= 2 and not pinata.uploads
+
+
+def test_without_credentials_nothing_is_sent_and_the_chain_is_recorded(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, {}, start="2025-01-15", end="2025-01-15")
+    run = wd.snakemake("--cores", "2")
+    assert run.output.count("Uploads are off") == 1
+    assert not pinata.requests and not kv.requests
+    receipts = [json.loads(p.read_text()) for p in wd.files("results/receipts/*/*/*.json")]
+    assert len(receipts) == CHARTS_PER_DAY and not any(r["uploaded"] for r in receipts)
+    assert len(wd.files("results/images/*/*/*.png")) == CHARTS_PER_DAY  # kept: they were not uploaded
+    record = json.loads((wd.path / "results/kv/range.json").read_text())
+    assert record["written_to_kv"] is False
+    assert len(record["documents"]) == CHARTS_PER_DAY + 6  # dated keys + latest per sensor and interval
+
+
+def test_dry_run_never_calls_the_services(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv), start="2025-01-15", end="2025-01-15")
+    wd.snakemake("-n")
+    assert not pinata.requests and not kv.requests
+
+
+def test_secrets_never_reach_a_file_or_the_log(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv), start="2025-01-15", end="2025-01-15")
+    run = wd.snakemake("--cores", "2", "--printshellcmds", "--verbose")
+    written = [p for p in wd.path.rglob("*") if p.is_file()]
+    assert len(written) > CHARTS_PER_DAY
+    for secret in (JWT, CF_TOKEN):
+        assert secret not in run.output
+        assert not [p for p in written if secret.encode() in p.read_bytes()]
