@@ -162,8 +162,8 @@ def test_config_change_redoes_only_what_it_affects(charted):
 
 
 def test_overlapping_run_skips_with_one_line(sqlite_db, tmp_path):
-    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 6), LA))
-    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-06", cumulative_days=1,
+    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 3), LA))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-03", cumulative_days=1,
                  now=NOW.isoformat(), sensors=SENSORS)
     first = wd.start("--cores", "1")
     try:
@@ -181,8 +181,8 @@ def test_overlapping_run_skips_with_one_line(sqlite_db, tmp_path):
 
 
 def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
-    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 6), LA))
-    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-06", cumulative_days=1,
+    sqlite_db.insert(minute_readings(date(2025, 1, 1), date(2025, 1, 3), LA))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-01", end="2025-01-03", cumulative_days=1,
                  now=NOW.isoformat(), sensors=SENSORS)
     first = wd.start("--cores", "2")
     deadline = time.monotonic() + 120
@@ -200,4 +200,4 @@ def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
         pq.read_table(path)
     for path in wd.files("results/images/**/*.png"):
         Image.open(path).load()  # a truncated PNG raises
-    assert len(wd.files("results/images/temperature/hourly/*.png")) == 6 * 24
+    assert len(wd.files("results/images/temperature/hourly/*.png")) == 3 * 24
