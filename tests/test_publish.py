@@ -189,3 +189,13 @@ def test_secrets_never_reach_a_file_or_the_log(readings, services, tmp_path):
     for secret in (JWT, CF_TOKEN):
         assert secret not in run.output
         assert not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+def test_wrong_namespace_is_one_sentence_naming_the_variables(readings, services, tmp_path):
+    pinata, kv = services
+    wd = workdir(tmp_path, readings, credentials(pinata, kv, KV_NAMESPACE_ID="no-such-namespace"),
+                 start="2025-01-15", end="2025-01-15")
+    run = wd.snakemake("--cores", "2", check=False)
+    assert run.returncode != 0
+    assert "check CLOUDFLARE_ACCOUNT_ID and KV_NAMESPACE_ID" in run.output
+    assert not kv.store and len(pinata.uploads) == CHARTS_PER_DAY  # uploads done: the next run only indexes

@@ -20,6 +20,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from .jobs import write_json_atomic
+
 PINATA_UPLOAD_URL = "https://uploads.pinata.cloud/v3/files"
 CLOUDFLARE_API_URL = "https://api.cloudflare.com/client/v4"
 KV_BULK_LIMIT = 10_000  # pairs per bulk request (Cloudflare's limit)
@@ -216,8 +218,9 @@ def _error_text(response: requests.Response) -> str:
 
 
 def send(session: requests.Session, method: str, url: str, *, what: str, credential: str,
-         limiter: RateLimiter, policy: RetryPolicy, log=None, **kwargs) -> requests.Response:
-    """One API call with rate limiting and retries.
+         limiter: RateLimiter, policy: RetryPolicy, log=None, accept: tuple[int, ...] = (),
+         **kwargs) -> requests.Response:
+    """One API call with rate limiting and retries; statuses in ``accept`` are answers, not errors.
 
     429 waits for ``Retry-After`` (or backs off when absent); 5xx, timeouts and dropped connections back off
     exponentially with jitter, up to ``policy.max_attempts``; 401/403 fail at once naming ``credential``.
@@ -238,7 +241,7 @@ def send(session: requests.Session, method: str, url: str, *, what: str, credent
                     f"{what} rejected the credentials ({status} {_error_text(response)}); "
                     f"set {credential} to a valid token with the required permissions"
                 )
-            if status < 400:
+            if status < 400 or status in accept:
                 return response
             if status == 429:
                 retry_after = _retry_after(response)
@@ -302,12 +305,16 @@ class KVClient:
 
     def get(self, key: str) -> str | None:
         """The value of ``key``, or None when it does not exist (404, code 10009)."""
-        try:
-            response = self._send("GET", f"/values/{quote(key, safe='')}")
-        except PublishError as exc:
-            if " 404 " in str(exc) or "10009" in str(exc):
+        response = self._send("GET", f"/values/{quote(key, safe='')}", accept=(404,))
+        if response.status_code == 404:
+            try:
+                codes = {e.get("code") for e in response.json().get("errors", [])}
+            except (ValueError, AttributeError):
+                codes = set()
+            if 10009 in codes:  # key not found
                 return None
-            raise
+            raise PublishError(f"Cloudflare KV answered 404 ({_error_text(response)}); "
+                               "check CLOUDFLARE_ACCOUNT_ID and KV_NAMESPACE_ID")
         return response.content.decode("utf-8")
 
     def put_many(self, values: dict[str, str]) -> None:
@@ -384,16 +391,6 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(data, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass(frozen=True)
 class Chart:
     png: Path
@@ -439,9 +436,9 @@ def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: 
             pinned = {"cid": cid, "pinata_cid": answered, "id": answer.get("id"), "uploaded_at": utc_now_iso(),
                       "network": answer.get("network"), "group_id": answer.get("group_id"),
                       "is_duplicate": answer.get("is_duplicate")}
-            _write_json(pinned, record_path)
+            write_json_atomic(pinned, record_path)
             outcome = "uploaded"
-        _write_json(make_receipt(chart.meta, data, cid, pinned), chart.receipt)
+        write_json_atomic(make_receipt(chart.meta, data, cid, pinned), chart.receipt)
         with counts_lock:
             counts[outcome] += 1
 
@@ -527,7 +524,7 @@ def publish_index(receipt_paths: list[str], state_path: str | os.PathLike, setti
         kv.put_many(documents)
         for key, value in documents.items():
             state[key] = json.loads(value)["ipfs_url"].removeprefix("ipfs://")
-        _write_json(state, state_path)
+        write_json_atomic(state, state_path)
     return {
         "written_to_kv": bool(kv),
         "keys": len(documents),
