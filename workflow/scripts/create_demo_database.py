@@ -1,13 +1,14 @@
 """Create the synthetic demo SQLite database (see sensorcharts.demo)."""
 
-from sensorcharts.demo import create_demo_database
 from sensorcharts.jobs import log, run
 
 
 def main(snakemake):
+    from sensorcharts.demo import create_demo_database
+
     rows = create_demo_database(snakemake.output[0], seed=snakemake.params.seed)
     log.info("wrote %d readings to %s", rows, snakemake.output[0])
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "create_demo_database")  # noqa: F821

@@ -1,10 +1,11 @@
 """Index uploaded charts in Cloudflare KV (dated keys and `latest`), keeping a record under results/kv/."""
 
 from sensorcharts.jobs import log, run, write_json_atomic
-from sensorcharts.publish import RateLimiter, RetryPolicy, Settings, publish_index
 
 
 def main(snakemake):
+    from sensorcharts.publish import RateLimiter, RetryPolicy, Settings, publish_index
+
     options = snakemake.params.upload
     record = publish_index(
         list(snakemake.input.receipts),
@@ -21,4 +22,4 @@ def main(snakemake):
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "publish_index")  # noqa: F821

@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 from sensorcharts.jobs import log, run
-from sensorcharts.publish import Chart, RateLimiter, RetryPolicy, Settings, upload_charts
 
 
 def main(snakemake):
+    from sensorcharts.publish import Chart, RateLimiter, RetryPolicy, Settings, upload_charts
+
     options = snakemake.params.upload
     metadata = {(m["sensor_type"], m["interval"], m["stamp"]): m
                 for m in json.loads(Path(snakemake.input.metadata).read_text())}
@@ -31,4 +32,4 @@ def main(snakemake):
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "upload_charts")  # noqa: F821

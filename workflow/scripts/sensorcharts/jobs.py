@@ -9,24 +9,49 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger("sensorcharts")
 
 
-def run(snakemake, main: Callable[[object], None]) -> None:
-    """Run ``main(snakemake)`` with logging to the job's log; on error, log the traceback, print one line, exit 1."""
+def run(snakemake, script) -> None:
+    """Run ``main(snakemake)`` of the workflow script named ``script``, then exit with its status.
+
+    Scripts import their heavy modules inside ``main``: with the warm server (see warm.py) the job's own
+    interpreter then imports nothing heavy and hands the job to a child of a process that has them
+    already; with ``SENSORCHARTS_WARM=0`` it runs here, in the job's own interpreter.
+    """
+    from . import warm
+
+    if callable(script):  # a script that has not moved its imports into main: run it here
+        sys.exit(run_main(snakemake, script))
+    if warm.enabled():
+        sys.exit(warm.call(snakemake, script))
+    sys.exit(run_main(snakemake, script))
+
+
+def run_main(snakemake, script) -> int:
+    """Import workflow script ``script`` and run its ``main(snakemake)`` with logging to the job's log.
+
+    An error is logged with its traceback, printed as one line naming the rule, and gives status 1.
+    """
+    import importlib
+
     os.environ.setdefault("MPLBACKEND", "Agg")
     handler = logging.FileHandler(snakemake.log[0], mode="w", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
+        main = script if callable(script) else importlib.import_module(script).main
         main(snakemake)
     except Exception as exc:  # the job's one-line reason; the details stay in its log
         log.error("%s", "".join(traceback.format_exception(exc)))
         print(f"{snakemake.rule}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return 0
 
 
 def write_json_atomic(data, path: str | os.PathLike) -> None:

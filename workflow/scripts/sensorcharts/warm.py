@@ -1,0 +1,263 @@
+"""A warm fork server, so a Snakemake job skips Python's heavy imports (pandas, pyarrow, matplotlib, …).
+
+A ``script:`` job normally spends 0.4–0.9 s importing before it does any work; a render job of a whole day
+takes ~5 s, the other jobs well under a second of real work. Here the job's script (which imports only
+this light module) sends its ``snakemake`` object to a server that imported everything once, and the server
+forks one child per job. The child is a separate process, as a job would be: it gets the job's working
+directory, environment, stdout and stderr (passed as file descriptors over the Unix socket), runs the
+step function and exits with its status, which the job's script exits with in turn.
+
+* One server per machine user and code version: the socket name holds a digest of this package and the
+  Python executable, so changed code starts a new server and the old one exits once idle (``IDLE_EXIT_S``).
+* A job killed while waiting (kill -9 of Snakemake, a cancelled cluster job) closes its connection; the
+  server then kills the job's child at once, so nothing keeps writing behind a new run's back.
+* The server never runs a job itself and starts no threads, so forking it is safe; it exits when idle.
+* ``SENSORCHARTS_WARM=0`` runs every job in its own interpreter instead (as plain Snakemake would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IDLE_EXIT_S = 300.0
+START_TIMEOUT_S = 60.0
+PACKAGE = Path(__file__).resolve().parent
+SCRIPTS = PACKAGE.parent
+# What jobs import, loaded once by the server: the workflow scripts (each imports its heavy modules inside
+# main, so importing a script is cheap) and the modules their mains use.
+PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2", "requests",
+           "sensorcharts.charts", "sensorcharts.tables", "sensorcharts.database", "sensorcharts.fingerprints",
+           "sensorcharts.publish", "sensorcharts.cid", "sensorcharts.demo")
+HEADER = struct.Struct("!Q")
+STATUS = struct.Struct("!i")
+
+
+def enabled() -> bool:
+    return os.environ.get("SENSORCHARTS_WARM", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def socket_path() -> str:
+    """A short path (Unix sockets allow ~100 bytes) naming this user, Python and code version."""
+    digest = hashlib.sha256(sys.executable.encode())
+    for source in sorted(PACKAGE.glob("*.py")) + sorted(SCRIPTS.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return os.path.join(folder, f"sensorcharts-{os.getuid()}-{digest.hexdigest()[:16]}.sock")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The job's side
+# ---------------------------------------------------------------------------------------------------------
+
+
+def describe(snakemake) -> dict:
+    """The parts of Snakemake's job object the steps use, as JSON."""
+
+    def named(items) -> dict:
+        names = getattr(items, "_names", {})
+        return {"items": [str(x) if not isinstance(x, (dict, list, int, float, bool, type(None))) else x
+                          for x in items],
+                "names": {name: list(span) for name, span in names.items()}}
+
+    return {
+        "input": named(snakemake.input), "output": named(snakemake.output), "log": named(snakemake.log),
+        "params": named(snakemake.params), "wildcards": named(snakemake.wildcards),
+        "resources": named(snakemake.resources), "threads": snakemake.threads, "rule": snakemake.rule,
+        "config": snakemake.config,
+    }
+
+
+def _connect(path: str) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        return conn
+    except (FileNotFoundError, ConnectionRefusedError):
+        conn.close()
+        return None
+
+
+def _start_server(path: str) -> socket.socket:
+    """Connect, starting the server first if none answers (one starter at a time, under a lock)."""
+    import fcntl
+
+    conn = _connect(path)
+    if conn:
+        return conn
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = _connect(path)
+        if conn:
+            return conn
+        Path(path).unlink(missing_ok=True)  # a socket left by a server that died
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
+        subprocess.Popen(
+            [sys.executable, "-m", "sensorcharts.warm", path], cwd="/", env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            conn = _connect(path)
+            if conn:
+                return conn
+            time.sleep(0.02)
+    raise RuntimeError(f"the warm job server did not start within {START_TIMEOUT_S:g} s")
+
+
+def call(snakemake, script: str) -> int:
+    """Run workflow script ``script``'s main for this job in a child of the warm server; return its status."""
+    request = json.dumps({"script": script, "job": describe(snakemake), "cwd": os.getcwd(),
+                          "env": dict(os.environ)}).encode()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn = _start_server(socket_path())
+    with conn:
+        socket.send_fds(conn, [HEADER.pack(len(request))], [1, 2])
+        conn.sendall(request)
+        answer = b""
+        while len(answer) < STATUS.size:
+            chunk = conn.recv(STATUS.size - len(answer))
+            if not chunk:
+                print(f"{snakemake.rule}: the warm job server stopped during the job", file=sys.stderr)
+                return 1
+            answer += chunk
+    return STATUS.unpack(answer)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The server's side
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Named(list):
+    """Snakemake's Namedlist, rebuilt: a list whose named items are also attributes."""
+
+    def __init__(self, spec: dict):
+        super().__init__(spec["items"])
+        for name, (start, end) in spec["names"].items():
+            setattr(self, name, self[start] if end is None else Named({"items": self[start:end], "names": {}}))
+
+
+class Job:
+    def __init__(self, spec: dict):
+        for key in ("input", "output", "log", "params", "wildcards", "resources"):
+            setattr(self, key, Named(spec[key]))
+        self.threads, self.rule, self.config = spec["threads"], spec["rule"], spec["config"]
+
+
+def _run_child(request: dict, fds: list[int]) -> int:
+    """In the forked child: become the job, run it, return its exit status."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in fds:
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    from .jobs import run_main
+
+    return run_main(Job(request["job"]), request["script"])
+
+
+def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
+    (size,) = HEADER.unpack(head)
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(1 << 20, size - len(body)))
+        if not chunk:
+            raise ConnectionError("client went away")
+        body += chunk
+    return json.loads(body), list(fds)
+
+
+def serve(path: str) -> None:
+    for module in PRELOAD:
+        importlib.import_module(module)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket carries environments (secrets): owner only
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    children: dict[int, socket.socket] = {}
+    last_active = time.monotonic()
+    try:
+        while children or time.monotonic() - last_active < IDLE_EXIT_S:
+            for key, _ in selector.select(timeout=0.05):
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    try:
+                        request, fds = _receive(conn)
+                    except (OSError, ValueError):
+                        conn.close()
+                        continue
+                    pid = os.fork()
+                    if pid == 0:  # the job
+                        status = 1
+                        try:
+                            for other in [listener, conn, *children.values()]:
+                                other.close()
+                            selector.close()
+                            status = _run_child(request, fds)
+                        finally:
+                            sys.stdout.flush()
+                            sys.stderr.flush()
+                            os._exit(status)
+                    try:
+                        os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
+                    except OSError:
+                        pass
+                    for fd in fds:
+                        os.close(fd)
+                    children[pid] = conn
+                    selector.register(conn, selectors.EVENT_READ, pid)
+                else:  # a job's connection is readable only when its client is gone: stop the job
+                    selector.unregister(key.fileobj)
+                    try:
+                        os.killpg(key.data, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                conn = children.pop(pid, None)
+                if conn is None:
+                    continue
+                try:
+                    selector.unregister(conn)
+                except KeyError:
+                    pass  # its client is gone already
+                try:
+                    conn.sendall(STATUS.pack(os.waitstatus_to_exitcode(status)))
+                except OSError:
+                    pass
+                conn.close()
+                last_active = time.monotonic()
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal that started a job is not for us
+    serve(sys.argv[1])
