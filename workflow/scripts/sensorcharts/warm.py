@@ -149,6 +149,9 @@ class Named(list):
         for name, (start, end) in spec["names"].items():
             setattr(self, name, self[start] if end is None else Named({"items": self[start:end], "names": {}}))
 
+    def get(self, name: str, default=None):
+        return getattr(self, name, default)
+
 
 class Job:
     def __init__(self, spec: dict):
