@@ -1,18 +1,22 @@
 """Extract one local day of readings from the database to Parquet."""
 
-from sensorcharts.database import Source, extract_day
 from sensorcharts.jobs import log, run
-from sensorcharts.settings import database_url
-from sensorcharts.timegrid import day_bounds, parse_date, zone
 
 
 def main(snakemake):
+    from sensorcharts.database import Source, extract_day
+    from sensorcharts.settings import database_url
+    from sensorcharts.timegrid import parse_date, parse_now, query_bounds, zone
+
     day = parse_date(snakemake.wildcards.date)
-    start, end = day_bounds(day, zone(snakemake.params.timezone))
+    # Today ends at now (config `now`, else this job's clock): readings stamped in the future wait for their
+    # time, exactly as in the day's fingerprint.
+    now = parse_now(snakemake.config.get("now"))
+    start, end = query_bounds(day, zone(snakemake.params.timezone), now)
     source = Source.from_config(database_url(snakemake.config), snakemake.params.source)
     rows = extract_day(source, snakemake.params.sensors, start, end, snakemake.output.readings)
     log.info("%s: %d readings in UTC [%s, %s)", day, rows, start.isoformat(), end.isoformat())
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "extract_day")  # noqa: F821

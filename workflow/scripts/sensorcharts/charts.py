@@ -29,6 +29,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .tables import Validity, mark_validity  # noqa: E402
 from .timegrid import day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 4.0, 100
@@ -44,6 +45,7 @@ class Sensor:
     name: str
     display_name: str
     unit: str
+    validity: Validity = Validity()  # plausible range; values outside it are dropped unless kept
 
     @property
     def axis_label(self) -> str:
@@ -52,7 +54,8 @@ class Sensor:
 
 def sensors_from_config(sensors: dict) -> list[Sensor]:
     """``config["sensors"]`` as Sensor records, in config order."""
-    return [Sensor(name, spec["display_name"], spec["unit"]) for name, spec in sensors.items()]
+    return [Sensor(name, spec["display_name"], spec["unit"], Validity.from_spec(spec))
+            for name, spec in sensors.items()]
 
 
 @dataclass
@@ -67,9 +70,14 @@ class ChartMeta:
     start_time: str
     end_time: str
     processing_time: float = 0.0
+    # Daily and hourly charts: readings of the period not drawn (NULL, NaN, ±infinity, out of range and
+    # dropped), and readings outside the plausible range (dropped or kept). None on cumulative charts, which
+    # are drawn from the hourly tables (valid readings only).
+    dropped_points: int | None = None
+    out_of_range_points: int | None = None
 
     def png_text(self) -> dict[str, str]:
-        return {
+        text = {
             "Title": f"{self.sensor_type} {self.interval} {self.stamp}",
             "filename": self.filename,
             "sensor_type": self.sensor_type,
@@ -78,6 +86,11 @@ class ChartMeta:
             "start_time": self.start_time,
             "end_time": self.end_time,
         }
+        if self.dropped_points is not None:
+            text["dropped_points"] = str(self.dropped_points)
+        if self.out_of_range_points is not None:
+            text["out_of_range_points"] = str(self.out_of_range_points)
+        return text
 
 
 def apply_theme() -> None:
@@ -128,6 +141,14 @@ def decimate(x: np.ndarray, y: np.ndarray, x0: float, x1: float, columns: int) -
     out_x, out_y, out_seg = xs[picks], ys[picks], seg[picks]
     breaks = np.flatnonzero(np.diff(out_seg) != 0) + 1
     return np.insert(out_x, breaks, np.nan), np.insert(out_y, breaks, np.nan)
+
+
+def isolated(y: np.ndarray) -> np.ndarray:
+    """Indices of finite values with no finite neighbour: a line through them would draw nothing."""
+    finite = np.isfinite(y)
+    before = np.r_[False, finite[:-1]]
+    after = np.r_[finite[1:], False]
+    return np.flatnonzero(finite & ~before & ~after)
 
 
 def _padded_limits(values: list[np.ndarray]) -> tuple[float, float] | None:
@@ -185,11 +206,18 @@ class LineChart:
             x, y = decimate(x, y, xlim[0], xlim[1], self.columns)
             line = self._line(i)
             line.set_data(x, y)
+            # A reading alone between gaps or invalid values (a single reading in an hour) is a dot.
+            alone = isolated(y)
+            line.set_marker("o" if len(alone) else "None")
+            line.set_markersize(3.0)
+            line.set_markevery(alone.tolist() if len(alone) else None)
             line.set_label(label if label is not None else f"_series{i}")
             line.set_visible(True)
             ys.append(y)
         for line in self.lines[len(series) :]:
             line.set_data([], [])
+            line.set_marker("None")
+            line.set_markevery(None)
             line.set_visible(False)
             line.set_label("_hidden")
         limits = _padded_limits(ys)
@@ -223,7 +251,11 @@ def save_png(figure: Figure, path: str | os.PathLike, meta: ChartMeta) -> None:
 
 
 def _series(frame, sensor: str, origin_us: int) -> list[tuple[str | None, np.ndarray, np.ndarray]]:
-    """Per device, x in seconds since ``origin_us`` and y values, in time order."""
+    """Per device, x in seconds since ``origin_us`` and y values, in time order.
+
+    With a ``valid`` column (:func:`sensorcharts.tables.mark_validity`) an invalid reading keeps its place
+    as NaN: the line breaks there instead of joining its neighbours, and it cannot stretch the y axis.
+    """
     rows = frame[frame["sensor"] == sensor]
     if "device" not in rows.columns or rows["device"].nunique(dropna=False) <= 1:
         groups = [(None, rows)]
@@ -233,8 +265,17 @@ def _series(frame, sensor: str, origin_us: int) -> list[tuple[str | None, np.nda
     for label, g in groups:
         t = g["recorded_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
         x = (t - origin_us) / 1e6
-        out.append((label, x, g["value"].to_numpy(dtype=np.float64)))
+        y = g["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "valid" in g.columns:
+            y = np.where(g["valid"].to_numpy(dtype=bool), y, np.nan)
+        out.append((label, x, y))
     return out
+
+
+def _counts(rows, sensor: str) -> tuple[int, int]:
+    """``(dropped, out of range)`` readings of ``sensor`` in ``rows`` (marked by mark_validity)."""
+    mine = rows[rows["sensor"] == sensor]
+    return int((~mine["valid"]).sum()), int(mine["out_of_range"].sum())
 
 
 def _us(instant: datetime) -> int:
@@ -270,6 +311,7 @@ def render_day(
     zone_name = zone_abbreviations(start, end, tz)
     metas: list[ChartMeta] = []
     by_name = {s.name: s for s in sensors}
+    frame = mark_validity(frame, {s.name: s.validity for s in sensors})
     slots = {s.stamp: s for s in hour_slots(day, tz)}
     for sensor_name, path in daily_paths.items():
         sensor = by_name[sensor_name]
@@ -284,7 +326,7 @@ def render_day(
             f"{sensor.display_name} · {day.isoformat()} · {tz.key}",
         )
         meta = ChartMeta(Path(path).name, sensor_name, "daily", day.isoformat(), points,
-                         iso_local(start, tz), iso_local(end, tz))
+                         iso_local(start, tz), iso_local(end, tz), 0.0, *_counts(frame, sensor_name))
         save_png(chart.figure, path, meta)
         meta.processing_time = round(time.perf_counter() - began, 4)
         metas.append(meta)
@@ -308,7 +350,7 @@ def render_day(
             f"{local.tzname()} · {tz.key}",
         )
         meta = ChartMeta(Path(path).name, sensor_name, "hourly", stamp, points,
-                         iso_local(slot.start, tz), iso_local(slot.end, tz))
+                         iso_local(slot.start, tz), iso_local(slot.end, tz), 0.0, *_counts(rows, sensor_name))
         save_png(chart.figure, path, meta)
         meta.processing_time = round(time.perf_counter() - began, 4)
         metas.append(meta)

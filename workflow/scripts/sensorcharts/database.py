@@ -4,6 +4,12 @@ PostgreSQL goes through ``COPY (query) TO STDOUT`` as CSV, parsed by Arrow's mul
 from a pipe, so no row ever becomes a Python object (``bench/`` compares it with a server-side cursor).
 SQLite has no such path; its rows are fetched in fixed-size batches, so memory stays bounded by the batch.
 Either way the server sorts and drops exact duplicates (``SELECT DISTINCT … ORDER BY``).
+
+The extract is a faithful copy of the rows: NULL stays null, NaN stays NaN, ±infinity stays ±infinity, and
+implausible values stay as they are; what counts as a valid reading is decided downstream
+(``sensorcharts.tables.mark_validity``). Sessions are read-only, in UTC, and bounded by
+``database.statement_timeout_seconds``; every failure of the database reaches the caller as one sentence
+with the password masked (``ConnectionError``, ``LookupError``, ``QueryTimeout`` or ``QueryError``).
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -22,6 +30,20 @@ import pyarrow.parquet as pq
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 BATCH_ROWS = 100_000
+DEFAULT_STATEMENT_TIMEOUT_S = 300.0
+DEFAULT_CONNECT_TIMEOUT_S = 10
+
+
+class QueryTimeout(TimeoutError):
+    """A query ran longer than ``database.statement_timeout_seconds`` (or waited that long for a lock)."""
+
+
+class QueryError(RuntimeError):
+    """The database refused a query (permissions, types, …); the message carries its reason, password masked."""
+
+
+# What a failing database raises out of this package: each carries one sentence a user can act on.
+DATABASE_ERRORS = (ConnectionError, LookupError, TimeoutError, QueryError)
 
 
 def check_identifier(name: str, key: str) -> str:
@@ -46,6 +68,18 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def scrub(text: str, url: str) -> str:
+    """``text`` with ``url`` masked and its password (as written and URL-decoded) replaced by ``***``."""
+    text = text.replace(url, mask_url(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
+
+
 @dataclass(frozen=True)
 class Source:
     """Where readings live: a SQLAlchemy URL, a table and its column names (all validated)."""
@@ -56,6 +90,8 @@ class Source:
     sensor_column: str = "sensor_type"
     value_column: str = "value"
     device_column: str | None = "device_id"
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S  # seconds a query may take (lock waits included)
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S  # seconds to wait for a PostgreSQL server to answer
 
     def __post_init__(self) -> None:
         check_identifier(self.table, "database.table")
@@ -64,6 +100,12 @@ class Source:
         check_identifier(self.value_column, "database.columns.value")
         if self.device_column is not None:
             check_identifier(self.device_column, "database.columns.device")
+        if not (isinstance(self.statement_timeout, (int, float)) and self.statement_timeout > 0):
+            raise ValueError(
+                f"database.statement_timeout_seconds must be a positive number, got {self.statement_timeout!r}")
+        if not (isinstance(self.connect_timeout, int) and self.connect_timeout > 0):
+            raise ValueError(
+                f"database.connect_timeout_seconds must be a positive integer, got {self.connect_timeout!r}")
 
     @property
     def dialect(self) -> str:
@@ -79,7 +121,13 @@ class Source:
             sensor_column=columns.get("sensor", "sensor_type"),
             value_column=columns.get("value", "value"),
             device_column=columns.get("device", "device_id"),
+            statement_timeout=db_config.get("statement_timeout_seconds", DEFAULT_STATEMENT_TIMEOUT_S),
+            connect_timeout=db_config.get("connect_timeout_seconds", DEFAULT_CONNECT_TIMEOUT_S),
         )
+
+    def connect(self):
+        """A SQLAlchemy engine for this source, with its timeouts (see :func:`connect`)."""
+        return connect(self.url, self.connect_timeout, self.statement_timeout)
 
 
 def readings_schema(with_device: bool) -> pa.Schema:
@@ -93,19 +141,126 @@ def readings_schema(with_device: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def connect(url: str):
-    """A SQLAlchemy engine for ``url``; failures become one sentence with the password masked."""
+def connect(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT_S,
+            statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT_S):
+    """A SQLAlchemy engine for ``url``; failures become one sentence with the password masked.
+
+    PostgreSQL sessions are read-only, in UTC, with ``statement_timeout``; the server must answer within
+    ``connect_timeout`` seconds (libpq waits at least 2). SQLite waits up to ``statement_timeout`` for a
+    lock (its busy timeout), and a SQLite URL naming a missing file is an error: connecting must never
+    create an empty database.
+    """
     import sqlalchemy as sa
 
     try:
-        engine = sa.create_engine(url)
+        dialect = urlsplit(url).scheme.split("+")[0]
+        if dialect == "sqlite":
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:") and not Path(path).is_file():
+                raise FileNotFoundError(f"no such file {path!r}")
+            engine = sa.create_engine(url, connect_args={"timeout": float(statement_timeout)})
+        elif dialect == "postgresql":
+            engine = sa.create_engine(url, connect_args={"connect_timeout": max(2, int(connect_timeout))})
+            # insert=True: before SQLAlchemy's own first-connect queries, as its documentation advises.
+            sa.event.listen(engine, "connect", _postgres_session(statement_timeout), insert=True)
+        else:
+            engine = sa.create_engine(url)
         with engine.connect():
             pass
     except Exception as exc:  # driver errors differ per backend; the message must not leak the password
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        reason = reason.replace(url, mask_url(url))
-        raise ConnectionError(f"cannot connect to the database {mask_url(url)}: {reason}") from None
+        raise ConnectionError(f"cannot connect to the database {mask_url(url)}: {_reason(exc, url)}") from None
     return engine
+
+
+def _postgres_session(statement_timeout: float):
+    milliseconds = max(1, int(round(statement_timeout * 1000)))
+
+    def on_connect(dbapi_connection, _record) -> None:
+        # Outside a transaction, so a later rollback cannot undo the settings.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            with dbapi_connection.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")  # timestamptz renders, and naive columns compare, as UTC
+                cur.execute("SET statement_timeout = %s", (milliseconds,))
+                cur.execute("SET default_transaction_read_only = on")  # this workflow only ever reads
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    return on_connect
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The first line of a driver's message (SQLAlchemy's wrapper removed), password masked."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return scrub(text.splitlines()[0].strip() if text else type(orig).__name__, url)
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    if isinstance(exc, (sa.exc.SQLAlchemyError, sqlite3.Error)):
+        return True
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover - psycopg2 is a pinned dependency
+        return False
+    return isinstance(exc, psycopg2.Error)
+
+
+def _translate(exc: BaseException, source: "Source") -> BaseException:
+    """A driver error as one of the package's errors, one sentence each."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = _reason(exc, source.url)
+    where = mask_url(source.url)
+    pgcode = getattr(orig, "pgcode", None) or ""
+    lowered = reason.lower()
+    # PostgreSQL's statement_timeout (57014 is also a cancel by hand, which is not a timeout); SQLite's busy
+    # timeout ("database is locked") and the interrupt of sqlite_deadline.
+    if (pgcode == "57014" and "statement timeout" in lowered) or lowered in (
+        "interrupted", "database is locked", "database table is locked"
+    ):
+        return QueryTimeout(
+            f"a query on the database {where} took longer than database.statement_timeout_seconds "
+            f"({source.statement_timeout:g} s) and was cancelled ({reason}); raise that setting or find what "
+            "slows or locks the database"
+        )
+    lost = pgcode.startswith(("08", "57P")) or (
+        type(orig).__module__.startswith("psycopg2")
+        and type(orig).__name__ in ("OperationalError", "InterfaceError")
+        and not pgcode
+    )
+    if lost:
+        return ConnectionError(f"lost the connection to the database {where} during a query ({reason})")
+    return QueryError(f"the database {where} refused a query: {reason}")
+
+
+@contextmanager
+def database_errors(source: "Source"):
+    """Turn driver errors raised inside the block into ConnectionError, QueryTimeout or QueryError."""
+    try:
+        yield
+    except DATABASE_ERRORS:
+        raise
+    except Exception as exc:
+        if not _is_driver_error(exc):
+            raise
+        raise _translate(exc, source) from None
+
+
+@contextmanager
+def sqlite_deadline(raw, seconds: float):
+    """Interrupt SQLite statements on ``raw`` still running ``seconds`` from now (SQLite's statement timeout)."""
+    con = raw.driver_connection
+    deadline = time.monotonic() + seconds
+    con.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        yield
+    finally:
+        con.set_progress_handler(None, 0)
 
 
 def table_has_device(engine, source: Source) -> bool:
@@ -147,30 +302,32 @@ def extract_day(
 ) -> int:
     """Write the readings of ``sensors`` in UTC ``[start, end)`` to ``out_path`` (Parquet); return the row count.
 
-    The file appears only when complete: it is written under a temporary name and renamed.
+    The file appears only when complete: it is written under a temporary name and renamed, and a failure
+    (a lost connection, a timeout) leaves neither the file nor the temporary one.
     """
-    engine = connect(source.url)
+    engine = source.connect()
     try:
-        with_device = table_has_device(engine, source)
-        schema = readings_schema(with_device)
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-        rows = 0
-        try:
-            # Dictionary encoding pays only for the repetitive text columns; on the near-unique times and
-            # values it costs most of the writer's CPU before falling back to plain encoding.
-            text_columns = [name for name in ("sensor", "device") if name in schema.names]
-            with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=text_columns) as writer:
-                batches = _postgres_batches if source.dialect == "postgresql" else _sqlite_batches
-                for batch in batches(engine, source, with_device, sensors, start, end, schema):
-                    if batch.num_rows:
-                        writer.write_batch(batch)
-                        rows += batch.num_rows
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return rows
+        with database_errors(source):
+            with_device = table_has_device(engine, source)
+            schema = readings_schema(with_device)
+            out_path = Path(out_path)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+            rows = 0
+            try:
+                # Dictionary encoding pays only for the repetitive text columns; on the near-unique times and
+                # values it costs most of the writer's CPU before falling back to plain encoding.
+                text_columns = [name for name in ("sensor", "device") if name in schema.names]
+                with pq.ParquetWriter(tmp, schema, compression="zstd", use_dictionary=text_columns) as writer:
+                    batches = _postgres_batches if source.dialect == "postgresql" else _sqlite_batches
+                    for batch in batches(engine, source, with_device, sensors, start, end, schema):
+                        if batch.num_rows:
+                            writer.write_batch(batch)
+                            rows += batch.num_rows
+                os.replace(tmp, out_path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return rows
     finally:
         engine.dispose()
 
@@ -180,9 +337,9 @@ def _postgres_batches(engine, source, with_device, sensors, start, end, schema):
     # as naive UTC text, which Arrow parses fast and exactly.
     query = _select(source, with_device, f"{source.time_column}::timestamp")
     raw = engine.raw_connection()
+    producer = None
     try:
         cur = raw.cursor()
-        cur.execute("SET TIME ZONE 'UTC'")
         params = {"start": start, "end": end, "sensors": tuple(sensors)}
         copy_sql = f"COPY ({cur.mogrify(query, params).decode()}) TO STDOUT WITH (FORMAT csv)"
         read_fd, write_fd = os.pipe()
@@ -198,24 +355,37 @@ def _postgres_batches(engine, source, with_device, sensors, start, end, schema):
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         column_types = {f.name: (pa.timestamp("us") if f.name == "recorded_at" else f.type) for f in schema}
-        with os.fdopen(read_fd, "rb") as source_pipe:
-            # No rows (or a failed COPY) is an empty stream, which Arrow's CSV reader refuses to open.
-            if source_pipe.peek(1):
-                reader = pacsv.open_csv(
-                    source_pipe,
-                    read_options=pacsv.ReadOptions(column_names=schema.names, block_size=8 << 20),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types=column_types,
-                        strings_can_be_null=True,
-                        quoted_strings_can_be_null=False,
-                    ),
-                )
-                for batch in reader:
-                    yield _as_schema(batch, schema)
+        try:
+            with os.fdopen(read_fd, "rb") as source_pipe:
+                # No rows (or a failed COPY) is an empty stream, which Arrow's CSV reader refuses to open.
+                if source_pipe.peek(1):
+                    reader = pacsv.open_csv(
+                        source_pipe,
+                        read_options=pacsv.ReadOptions(column_names=schema.names, block_size=8 << 20),
+                        convert_options=pacsv.ConvertOptions(
+                            column_types=column_types,
+                            # COPY writes NULL as an empty unquoted field and an empty text as "": only
+                            # that is null, so NaN, Infinity and -Infinity arrive as the floats they are.
+                            null_values=[""],
+                            strings_can_be_null=True,
+                            quoted_strings_can_be_null=False,
+                        ),
+                    )
+                    for batch in reader:
+                        yield _as_schema(batch, schema)
+        except Exception:
+            # The pipe is closed, so the COPY has ended. When it failed first (connection lost, timeout), a
+            # truncated stream is only the symptom: report the database's error.
+            producer.join()
+            if failure and not isinstance(failure[0], OSError):
+                raise failure[0] from None
+            raise
         producer.join()
         if failure:
             raise failure[0]
     finally:
+        if producer is not None:
+            producer.join()
         raw.close()
 
 
@@ -228,18 +398,46 @@ def _sqlite_batches(engine, source, with_device, sensors, start, end, schema):
     bounds = [start.strftime("%Y-%m-%d %H:%M:%S"), end.strftime("%Y-%m-%d %H:%M:%S")]
     raw = engine.raw_connection()
     try:
-        cur = raw.cursor()
-        cur.execute(query, [*bounds, *sensors])
-        while True:
-            rows = cur.fetchmany(BATCH_ROWS)
-            if not rows:
-                break
-            columns = list(zip(*rows))
-            arrays = [pa.array(col, type=pa.string() if i != 2 else pa.float64(), from_pandas=True) for i, col in enumerate(columns)]
-            batch = pa.RecordBatch.from_arrays(arrays, names=schema.names)
-            yield _as_schema(batch, schema)
+        with sqlite_deadline(raw, source.statement_timeout):
+            cur = raw.cursor()
+            cur.execute(query, [*bounds, *sensors])
+            while True:
+                rows = cur.fetchmany(BATCH_ROWS)
+                if not rows:
+                    break
+                columns = list(zip(*rows))
+                arrays = [_sqlite_values(col) if i == 2 else _sqlite_text(col) for i, col in enumerate(columns)]
+                batch = pa.RecordBatch.from_arrays(arrays, names=schema.names)
+                yield _as_schema(batch, schema)
     finally:
         raw.close()
+
+
+def _sqlite_values(column: tuple) -> pa.Array:
+    """SQLite values as doubles. SQLite stores NaN as NULL (±infinity is kept); a value column holding text
+    (a CSV import's 'NaN', 'inf', 'n/a') is read as the number it spells, or as null."""
+    try:
+        return pa.array(column, type=pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return pa.array([_as_float(v) for v in column], type=pa.float64())
+
+
+def _as_float(value) -> float | None:
+    if value is None or isinstance(value, float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sqlite_text(column: tuple) -> pa.Array:
+    """Text columns; SQLite's dynamic typing may hold a number in them (a device id 7), read as text."""
+    try:
+        return pa.array(column, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([None if v is None else v.decode() if isinstance(v, bytes) else str(v) for v in column],
+                        type=pa.string())
 
 
 def _as_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

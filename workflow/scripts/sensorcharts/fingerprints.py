@@ -6,18 +6,21 @@ it. Fingerprints of a block of days come from **one** set-based query (a join of
 of the days' UTC bounds), and each day's file ``results/fingerprints/{date}.txt`` is rewritten only when its
 content changes. ``extract_day`` takes that file as input: a changed file is newer and has a new checksum, so
 Snakemake redoes that day and whatever depends on it, and nothing else.
+
+The bounds are the extract's (:func:`sensorcharts.timegrid.query_bounds`): today ends at ``now``, so a row
+stamped in the future changes nothing until its time has come, instead of redoing today on every run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .database import Source, connect, table_has_device
-from .timegrid import day_bounds
+from .database import Source, database_errors, sqlite_deadline, table_has_device
+from .timegrid import query_bounds
 
 
 def _sqlite_row_digest(*fields) -> int:
@@ -49,38 +52,48 @@ def _query(source: Source, dialect: str, days: int, sensors: int) -> str:
     )
 
 
-def compute(source: Source, sensors: list[str], days: list[date], tz: ZoneInfo) -> dict[str, str]:
-    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query."""
-    engine = connect(source.url)
+def compute(
+    source: Source, sensors: list[str], days: list[date], tz: ZoneInfo, now: datetime | None = None
+) -> dict[str, str]:
+    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there.
+
+    Database failures raise the package's one-sentence errors (``sensorcharts.database.DATABASE_ERRORS``).
+    """
+    engine = source.connect()
     try:
-        with_device = table_has_device(engine, source)
-        if not with_device and source.device_column:
-            source = Source(source.url, source.table, source.time_column, source.sensor_column,
-                            source.value_column, None)
-        dialect = source.dialect
-        params: list = []
-        for day in days:
-            lo, hi = day_bounds(day, tz)
-            if dialect == "postgresql":
-                params += [day.isoformat(), lo, hi]
-            else:  # SQLite's documented text format, compared as text
-                params += [day.isoformat(), lo.strftime("%Y-%m-%d %H:%M:%S"), hi.strftime("%Y-%m-%d %H:%M:%S")]
-        params += list(sensors)
-        sql = _query(source, dialect, len(days), len(sensors))
-        raw = engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            if dialect == "postgresql":
-                cur.execute("SET TIME ZONE 'UTC'")
-            else:
+        with database_errors(source):
+            with_device = table_has_device(engine, source)
+            if not with_device and source.device_column:
+                source = Source(source.url, source.table, source.time_column, source.sensor_column,
+                                source.value_column, None, source.statement_timeout, source.connect_timeout)
+            dialect = source.dialect
+            params: list = []
+            for day in days:
+                lo, hi = query_bounds(day, tz, now)
+                if dialect == "postgresql":
+                    params += [day.isoformat(), lo, hi]
+                else:  # SQLite's documented text format, compared as text
+                    params += [day.isoformat(), lo.strftime("%Y-%m-%d %H:%M:%S"), hi.strftime("%Y-%m-%d %H:%M:%S")]
+            params += list(sensors)
+            sql = _query(source, dialect, len(days), len(sensors))
+            raw = engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                if dialect == "postgresql":  # the session is in UTC (see database.connect)
+                    cur.execute(sql, params)
+                    return _lines(cur.fetchall())
                 raw.driver_connection.create_function("row_digest", -1, _sqlite_row_digest, deterministic=True)
-                sql = sql.replace("%s", "?")
-            cur.execute(sql, params)
-            return {str(day): f"rows={count} digest={digest}\n" for day, count, digest in cur.fetchall()}
-        finally:
-            raw.close()
+                with sqlite_deadline(raw, source.statement_timeout):
+                    cur.execute(sql.replace("%s", "?"), params)
+                    return _lines(cur.fetchall())
+            finally:
+                raw.close()
     finally:
         engine.dispose()
+
+
+def _lines(rows) -> dict[str, str]:
+    return {str(day): f"rows={count} digest={digest}\n" for day, count, digest in rows}
 
 
 def write_changed(fingerprints: dict[str, str], folder: str | os.PathLike) -> list[str]:

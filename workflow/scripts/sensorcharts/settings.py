@@ -5,6 +5,7 @@ Standard library only: the Snakefile imports this on every invocation (including
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,6 +26,78 @@ from .timegrid import (
 
 class ConfigError(ValueError):
     """A config value a user must fix; the message names the key."""
+
+
+# What the schema's patterns mean, for messages.
+_PATTERN_WORDS = {
+    "^[A-Za-z_][A-Za-z0-9_]{0,62}$": "a plain SQL identifier (letters, digits and _, not starting with a digit, "
+                                     "at most 63 characters)",
+    "^[a-z][a-z0-9_]{0,39}$": "a lower-case identifier (a-z, 0-9 and _, starting with a letter, at most 40 "
+                              "characters)",
+    "^\\d{4}-\\d{2}-\\d{2}$": "a date written YYYY-MM-DD",
+    "^[A-Za-z0-9_./-]+$": "a path of letters, digits, _ . / and -",
+}
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "object": "a mapping",
+               "array": "a list", "boolean": "true or false", "null": "null"}
+
+
+def _shown(key: str, value) -> str:
+    """A config value for a message: never a URL's (it may carry a password), never a long dump."""
+    if key.rsplit(".", 1)[-1] == "url":
+        return f"a value of type {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_schema_error(error) -> str:
+    """One sentence from a ``jsonschema`` ValidationError: the key (dotted path) and what is allowed."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    key = path or "the configuration"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind, allowed, got = error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties":
+        known = list(schema.get("properties", {}))
+        extra = sorted(set(got) - set(known), key=str) if isinstance(got, dict) else []
+        where = f" under {path}" if path else ""
+        return (f"unknown key {', '.join(repr(k) for k in extra)}{where}; "
+                f"the keys allowed{where} are {', '.join(known)}")
+    if kind == "type":
+        types = [allowed] if isinstance(allowed, str) else list(allowed)
+        return f"{key} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in types)}, got {_shown(key, got)}"
+    if kind == "pattern":
+        words = _PATTERN_WORDS.get(allowed, f"text matching {allowed}")
+        if "propertyNames" in error.schema_path:
+            return f"{got!r} is not allowed as a name under {key}: each name must be {words}"
+        return f"{key} must be {words}, got {_shown(key, got)}"
+    if kind == "minProperties":
+        return f"{key} must not be empty (at least {allowed} entr{'y' if allowed == 1 else 'ies'})"
+    if kind == "minLength":
+        return f"{key} must not be empty"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                    "exclusiveMaximum": "less than"}[kind]
+        return f"{key} must be {relation} {allowed}, got {_shown(key, got)}"
+    if kind == "enum":
+        return f"{key} must be one of {', '.join(repr(a) for a in allowed)}, got {_shown(key, got)}"
+    if kind == "required":
+        missing = [k for k in allowed if isinstance(got, dict) and k not in got]
+        return f"{key} needs the key{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    return f"{key}: {error.message}"
+
+
+def check_sensor_ranges(sensors: dict) -> None:
+    """``valid_min``/``valid_max`` must be finite (null for no bound) and in order."""
+    for name, spec in sensors.items():
+        low, high = spec.get("valid_min"), spec.get("valid_max")
+        for bound, value in (("valid_min", low), ("valid_max", high)):
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(
+                    f"sensors.{name}.{bound} must be a finite number (or null for no bound), got {value!r}")
+        if low is not None and high is not None and low > high:
+            raise ConfigError(
+                f"sensors.{name}.valid_min ({low:g}) is above sensors.{name}.valid_max ({high:g}); "
+                "give the lowest plausible value first"
+            )
 
 
 def normalise(config: dict) -> dict:
@@ -108,6 +181,7 @@ def make_plan(config: dict) -> Plan:
         raise ConfigError(str(exc)) from None
     if first > last:
         raise ConfigError(f"start ({first}) is after end ({last}); give start on or before end")
+    check_sensor_ranges(config["sensors"])
     last = min(last, today)  # days that have not begun have nothing to chart
     return Plan(
         tz=tz,

@@ -2,11 +2,16 @@
 
 Tables are written one file per local day under hive-style ``date=YYYY-MM-DD`` folders, so
 ``results/tables/hourly`` reads as one dataset in pyarrow, pandas and DuckDB.
+
+Only **valid** readings count (:func:`mark_validity`): a value that is not NULL, NaN or ±infinity and, unless
+the sensor's ``out_of_range`` is ``keep``, inside its plausible range ``[valid_min, valid_max]``. The extract
+keeps every row; the tables and charts apply this one rule.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -65,6 +70,47 @@ def daily_schema(with_device: bool) -> pa.Schema:
     )
 
 
+@dataclass(frozen=True)
+class Validity:
+    """A sensor's plausible range (inclusive; None for no bound) and whether values outside it are kept."""
+
+    valid_min: float | None = None
+    valid_max: float | None = None
+    keep_out_of_range: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Validity":
+        return cls(spec.get("valid_min"), spec.get("valid_max"), spec.get("out_of_range", "drop") == "keep")
+
+
+def validity_from_config(sensors: dict) -> dict[str, Validity]:
+    """``config["sensors"]`` as ``{sensor: Validity}``."""
+    return {name: Validity.from_spec(spec or {}) for name, spec in sensors.items()}
+
+
+def mark_validity(readings: pd.DataFrame, validity: dict[str, Validity] | None = None) -> pd.DataFrame:
+    """``readings`` with two boolean columns: ``valid`` (counted and drawn) and ``out_of_range``.
+
+    NULL, NaN and ±infinity are never valid. A finite value outside its sensor's range is ``out_of_range``,
+    and valid only when that sensor keeps such values. Sensors without an entry have no range.
+    """
+    values = readings["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    outside = np.zeros(len(readings), dtype=bool)
+    keep = np.zeros(len(readings), dtype=bool)
+    if validity and len(readings):
+        sensors = readings["sensor"].to_numpy()
+        for name, rule in validity.items():
+            mine = sensors == name
+            if rule.valid_min is not None:
+                outside |= mine & finite & (values < rule.valid_min)
+            if rule.valid_max is not None:
+                outside |= mine & finite & (values > rule.valid_max)
+            if rule.keep_out_of_range:
+                keep |= mine
+    return readings.assign(valid=finite & (~outside | keep), out_of_range=outside)
+
+
 def _stats(grouped) -> pd.DataFrame:
     value = grouped["value"]
     stats = pd.DataFrame(
@@ -81,16 +127,19 @@ def _stats(grouped) -> pd.DataFrame:
     return stats
 
 
-def aggregate(readings: pd.DataFrame, day: date, tz: ZoneInfo) -> tuple[pa.Table, pa.Table]:
+def aggregate(
+    readings: pd.DataFrame, day: date, tz: ZoneInfo, validity: dict[str, Validity] | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Return ``(hourly, daily)`` tables of ``readings`` (one local day, columns as in the extract).
 
-    Only readings with a value count; an hour or day without any has no row.
+    Only valid readings count (see :func:`mark_validity`); an hour or day without any has no row.
     """
     with_device = "device" in readings.columns
     keys = ["sensor", "device"] if with_device else ["sensor"]
     start, end = day_bounds(day, tz)
     slots = hour_slots(day, tz)
-    valid = readings[readings["value"].notna()].copy()
+    marked = mark_validity(readings, validity)
+    valid = readings[marked["valid"].to_numpy()].copy()
 
     start_us = np.datetime64(start.replace(tzinfo=None), "us")
     elapsed = valid["recorded_at"].dt.tz_convert(None).to_numpy(dtype="datetime64[us]") - start_us

@@ -60,6 +60,20 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return local_midnight_utc(day, tz), local_midnight_utc(day + timedelta(days=1), tz)
 
 
+def query_bounds(day: date, tz: ZoneInfo, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """UTC ``[start, end)`` that the extract and the fingerprint of local ``day`` read.
+
+    The day's bounds, with ``end`` cut at ``now`` (truncated to the whole second) when ``now`` falls inside
+    the day: a reading stamped in the future (a wrong device clock) is not part of today until its time
+    has come, so it neither shows on today's charts nor changes today's fingerprint on every run.
+    """
+    start, end = day_bounds(day, tz)
+    if now is not None:
+        cutoff = now.astimezone(UTC).replace(microsecond=0)
+        end = max(start, min(end, cutoff))
+    return start, end
+
+
 def iso_local(instant: datetime, tz: ZoneInfo) -> str:
     """ISO 8601 with the local offset, e.g. ``2025-01-15T00:00:00-08:00``."""
     return instant.astimezone(tz).isoformat(timespec="seconds")
