@@ -14,11 +14,17 @@ from sensorcharts import fingerprints, publish, settings
 from sensorcharts.database import Source
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, parse_date
 
-
 settings.normalise(config)
-validate(config, "../schemas/config.schema.yaml")
+# Snakemake's own report of a schema violation prints the whole schema and config (passwords in a
+# database.url included); one sentence naming the key and what is allowed says more.
 try:
+    validate(config, "../schemas/config.schema.yaml")
     PLAN = settings.make_plan(config)
+except WorkflowError as exc:
+    problem = exc.__context__  # validate() raises while handling jsonschema's ValidationError
+    if not hasattr(problem, "validator"):
+        raise
+    raise WorkflowError(f"Invalid configuration: {settings.describe_schema_error(problem)}.") from None
 except settings.ConfigError as exc:
     raise WorkflowError(f"Invalid configuration: {exc}.") from None
 
@@ -43,11 +49,17 @@ except publish.PublishError as exc:
 # Charts are deleted once uploaded (receipts keep the DAG complete); never when they were not uploaded.
 DELETE_CHARTS = PUBLISH.uploads_enabled and PUBLISH.delete_local_files
 if workflow.is_main_process and not PUBLISH.uploads_enabled:
-    print("Uploads are off (PINATA_JWT is not set): receipts record local CIDs with \"uploaded\": false, "
-          "and KV documents are written to results/kv/ only.", file=sys.stderr)
+    print(
+        'Uploads are off (PINATA_JWT is not set): receipts record local CIDs with "uploaded": false, '
+        "and KV documents are written to results/kv/ only.",
+        file=sys.stderr,
+    )
 elif workflow.is_main_process and PUBLISH.index_missing:
-    print(f"KV indexing is off ({', '.join(PUBLISH.index_missing)} not set): KV documents are written to "
-          "results/kv/ only.", file=sys.stderr)
+    print(
+        f"KV indexing is off ({', '.join(PUBLISH.index_missing)} not set): KV documents are written to "
+        "results/kv/ only.",
+        file=sys.stderr,
+    )
 DB_PARAMS = {k: v for k, v in config["database"].items() if k != "url"}
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -66,11 +78,19 @@ def code_digest(script, *modules):
 
 
 def _fingerprint_block(days):
+    """Fingerprints of ``days`` (bounds as in the extract: today ends at the plan's now).
+
+    A database that cannot be read stops the run here, before any job and with nothing written, in one
+    sentence: raised from an input function, any Exception would come wrapped in Snakemake's report with
+    wildcards and a traceback, so this exits instead (Snakemake holds no lock while building the DAG).
+    """
+    from sensorcharts.database import DATABASE_ERRORS
+
     source = Source.from_config(settings.database_url(config), DB_PARAMS)
     try:
-        return fingerprints.compute(source, SENSORS, days, PLAN.tz)
-    except (ConnectionError, LookupError) as exc:
-        raise WorkflowError(str(exc)) from None
+        return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)
+    except DATABASE_ERRORS as exc:
+        raise SystemExit(f"sensor-charts: stopped before any job, nothing written: {exc}.") from None
 
 
 # The demo database is an input file of its own (its mtime tells when it was recreated); a real
@@ -111,27 +131,20 @@ def database_input(wildcards):
 
 def window_hourly_tables(wildcards):
     """Hourly tables of every day in the cumulative window ending on the wildcard's date."""
-    return [
-        f"results/tables/hourly/date={d.isoformat()}/data.parquet"
-        for d in PLAN.window_days(day_of(wildcards))
-    ]
+    return [f"results/tables/hourly/date={d.isoformat()}/data.parquet" for d in PLAN.window_days(day_of(wildcards))]
 
 
 def charts(folder, ext, labels, date="{date}"):
     """Paths of one day's daily and hourly charts (or their receipts) for every sensor."""
     return {
         "daily": [f"results/{folder}/{s}/daily/{date}.{ext}" for s in SENSORS],
-        "hourly": [
-            f"results/{folder}/{s}/hourly/{date}{label}.{ext}"
-            for s in SENSORS
-            for label in labels
-        ],
+        "hourly": [f"results/{folder}/{s}/hourly/{date}{label}.{ext}" for s in SENSORS for label in labels],
         "cumulative": [f"results/{folder}/{s}/cumulative/{date}.{ext}" for s in SENSORS],
     }
 
 
 def chart_outputs(paths):
-    """Charts as rule outputs: temp() when they are deleted after a successful upload."""
+    """Chart paths for a rule's output, as temp() when deleted after a successful upload."""
     return [temp(p) for p in paths] if DELETE_CHARTS else paths
 
 
