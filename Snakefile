@@ -9,20 +9,25 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/publish.smk"
+include: "workflow/rules/report.smk"
 
 
-# Every chart of the requested range, uploaded (or recorded) and indexed.
+# Every chart of the requested range, uploaded (or recorded) and indexed, and the pages of the report.
 rule all:
     default_target: True
     input:
         requested_receipts,
         "results/kv/range.json",
+        "results/report/charts.json",
 
 
 # The cron target: today (hours so far) and the look-back days, with their cumulative images.

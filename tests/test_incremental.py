@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -45,6 +46,18 @@ def cumulative_of(wd: Workdir, *days: str) -> set[str]:
     for kind, ext in (("images", "png"), ("receipts", "json")):
         paths |= {f"results/{kind}/{s}/cumulative/{d}.{ext}" for s in SENSORS for d in days}
     return paths
+
+
+# The report job rewrites its pages (and Snakemake the timestamp of its folder of chart links) on every run.
+REPORT_PAGES = {"results/report/charts.json", "results/report/statistics.html", "results/report/published.html",
+                "results/report/charts/.snakemake_timestamp"}
+
+
+def with_report(paths: set[str]) -> set[str]:
+    """``paths`` redone by a run of ``all``, and what its report job rewrites: its pages, the links to the charts."""
+    links = {re.sub(r"^results/images/(.+)\.png$", r"results/report/charts/\1/chart.png", p)
+             for p in paths if p.startswith("results/images/")}
+    return paths | links | REPORT_PAGES
 
 
 CHARTED = dict(start="2025-01-10", end="2025-01-13", cumulative_days=2, lookback_days=1, now=NOW.isoformat(),
@@ -104,10 +117,11 @@ def test_changed_past_day_redoes_that_day_and_its_cumulative_images(charted, cha
     assert "2025-01-11" in wd.snakemake("-n").output  # the dry-run shows what will be redone
     run = wd.snakemake("--cores", "2")
     # The window is 2 days: 2025-01-11 appears in the cumulative images of the 11th and the 12th.
-    assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-11") | cumulative_of(
-        wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"}
+    assert changed(before, wd.snapshot()) == with_report(files_of_day(wd, "2025-01-11") | cumulative_of(
+        wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"})
     assert run.jobs() == {"extract_day": 1, "aggregate_day": 1, "render_day_ordinary": 1, "render_cumulative": 2,
-                          "upload_day_ordinary": 1, "upload_cumulative": 2, "publish_range": 1, "all": 1}
+                          "upload_day_ordinary": 1, "upload_cumulative": 2, "publish_range": 1, "prepare_report": 1,
+                          "all": 1}
 
 
 def test_rows_of_an_unconfigured_sensor_change_nothing(charted):
@@ -126,8 +140,8 @@ def test_today_picks_up_new_rows_and_new_hours(charted):
     before = wd.snapshot()
     wd.snakemake("--cores", "2", "--config", f"now={later.isoformat()}")
     after = wd.snapshot()
-    assert changed(before, after) == files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13") | {
-        "results/kv/range.json"}
+    assert changed(before, after) == with_report(files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13") | {
+        "results/kv/range.json"})
     assert "results/images/temperature/hourly/2025-01-13T13.png" in after
     assert "results/images/temperature/hourly/2025-01-13T14.png" not in after
 
@@ -154,9 +168,10 @@ def test_config_change_redoes_only_what_it_affects(charted):
     run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
     # Only the cumulative images change (and the 3-day window of the 10th needs the 8th extracted).
     assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "extract_day",
-                               "aggregate_day", "all"}
+                               "aggregate_day", "prepare_report", "all"}
     assert run.jobs()["render_cumulative"] == 4 and run.jobs()["extract_day"] == 1
-    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == {"results/kv/range.json",
+    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == REPORT_PAGES | {
+        "results/kv/range.json",
         "results/fingerprints/2025-01-08.txt", "results/readings/date=2025-01-08/data.parquet",
         "results/tables/hourly/date=2025-01-08/data.parquet", "results/tables/daily/date=2025-01-08/data.parquet"}
 

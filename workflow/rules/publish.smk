@@ -12,12 +12,10 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         name:
             f"upload_day_{kind}"
         input:
-            images=charts("images", "png", labels)["daily"]
-            + charts("images", "png", labels)["hourly"],
+            images=charts("images", "png", labels)["daily"] + charts("images", "png", labels)["hourly"],
             metadata="results/metadata/day/{date}.json",
         output:
-            receipts=charts("receipts", "json", labels)["daily"]
-            + charts("receipts", "json", labels)["hourly"],
+            receipts=charts("receipts", "json", labels)["daily"] + charts("receipts", "json", labels)["hourly"],
         wildcard_constraints:
             date=date_re,
         params:

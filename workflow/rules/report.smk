@@ -1,0 +1,67 @@
+# What `snakemake --report results/report.html` shows besides Snakemake's run statistics: one job per run
+# turns the requested days' metadata, tables and receipts into report pages (sensorcharts/report.py).
+# Charts are marked for the report only when they are kept: report() on a temp() chart makes --report fail
+# once the upload has deleted it. Deleted charts are reached through the Publishing page's IPFS links.
+from sensorcharts import report as report_pages
+
+REPORT_DAYS = [day.isoformat() for day in PLAN.days]
+# Kept charts are inputs, hard-linked as results/report/charts/{sensor}/{interval}/{stamp}/chart.png (the
+# `charts` output): listed with a pattern, each chart gets its own wildcards, from which its category (the
+# sensor), subcategory (the interval), labels and caption are built.
+REPORT_IMAGES = (
+    []
+    if DELETE_CHARTS
+    else [
+        path
+        for day in PLAN.days
+        for paths in charts("images", "png", PLAN.labels(day), day.isoformat()).values()
+        for path in paths
+    ]
+)
+REPORT_CHARTS = (
+    {}
+    if DELETE_CHARTS
+    else dict(
+        charts=report(
+            directory("results/report/charts"),
+            patterns=[report_pages.CHART_LINK],
+            caption="../report/chart.rst",
+            category=lambda wildcards: config["sensors"][wildcards.sensor]["display_name"],
+            subcategory=lambda wildcards: report_pages.INTERVALS[wildcards.interval],
+            labels=lambda wildcards, output: report_pages.labels_for(output.index, wildcards),
+        )
+    )
+)
+
+
+rule prepare_report:
+    input:
+        metadata=[f"results/metadata/{kind}/{day}.json" for kind in ("day", "cumulative") for day in REPORT_DAYS],
+        daily=[f"results/tables/daily/date={day}/data.parquet" for day in REPORT_DAYS],
+        hourly=[f"results/tables/hourly/date={day}/data.parquet" for day in REPORT_DAYS],
+        receipts=requested_receipts,
+        images=REPORT_IMAGES,
+    output:
+        **REPORT_CHARTS,
+        index="results/report/charts.json",
+        statistics=report(
+            "results/report/statistics.html",
+            caption="../report/statistics.rst",
+            category="Tables",
+        ),
+        published=report(
+            "results/report/published.html",
+            caption="../report/published.rst",
+            category="Publishing",
+        ),
+    params:
+        code=code_digest("prepare_report", "report"),
+        timezone=config["timezone"],
+        sensors=config["sensors"],
+        charts_kept=not DELETE_CHARTS,
+    log:
+        "logs/prepare_report.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/prepare_report.py"

@@ -1,0 +1,31 @@
+"""The report's own pages for the requested days: chart labels, statistics tables, receipts, chart links."""
+
+from sensorcharts import report
+from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.timegrid import zone
+
+
+def main(snakemake):
+    tz = zone(snakemake.params.timezone)
+    sensors = snakemake.params.sensors
+    index = report.chart_index(snakemake.input.metadata, tz)
+    write_json_atomic(index, snakemake.output.index)
+    report.write_text_atomic(
+        report.statistics_page(snakemake.input.daily, snakemake.input.hourly, sensors, tz),
+        snakemake.output.statistics,
+    )
+    report.write_text_atomic(
+        report.published_page(snakemake.input.receipts, sensors, tz, snakemake.params.charts_kept),
+        snakemake.output.published,
+    )
+    if snakemake.params.charts_kept:
+        linked = report.link_charts(snakemake.input.images, snakemake.output.charts)
+    else:  # charts are deleted after their upload: no links, and none left from a run that kept them
+        linked = 0
+        report.drop_links(report.LINKS_FOLDER)
+    log.info("%d charts labelled, %d linked for the report, %d receipts", len(index), linked,
+             len(snakemake.input.receipts))
+
+
+if "snakemake" in globals():
+    run(snakemake, main)  # noqa: F821
