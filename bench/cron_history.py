@@ -11,107 +11,39 @@ window), it times, median of N repeats:
 For the longest H it then adds 10,000 dummy old-date images and 10,000 old readings partitions and times
 the no-op again: `latest` should never stat files outside its window.
 
-Usage: tools/with-env python bench/cron_history.py [--quick]
+Usage: tools/with-env python bench/cron_history.py [--quick] [--no-old-files]
+(bench/run.py runs the same measurement, through bench_history, as part of the whole suite.)
 Uses the PostgreSQL server DATABASE_URL names (scratch databases, dropped afterwards), else a throwaway
 pgserver. The last line printed is one JSON object with the results.
 """
 
 from __future__ import annotations
 
-import argparse, io  # noqa: E401
+import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Callable
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (also puts the package and the test helpers on sys.path)
+    NOW,
+    TZ,
+    copy_readings,
+    postgres_server,
+    scratch_database,
+    snakemake,
+    write_config,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 from sensorcharts import settings  # noqa: E402
 from sensorcharts.database import Source  # noqa: E402
 from sensorcharts.fingerprints import compute  # noqa: E402
-from workflow_runner import Run  # noqa: E402  (its jobs() parses Snakemake's "Job stats" table)
-
-TZ = ZoneInfo("America/Los_Angeles")
-NOW = datetime(2025, 6, 30, 19, 0, tzinfo=timezone.utc)  # 12:00 PDT on 2025-06-30, "today"
-SENSORS = ("temperature", "humidity", "pressure")
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-DDL = """
-CREATE TABLE sensor_readings (recorded_at timestamptz, sensor_type text, value double precision, device_id text);
-CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
-"""
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg2://", "postgresql://")
-
-
-def admin_sql(admin_url: str, sql: str) -> None:
-    import psycopg2
-
-    con = psycopg2.connect(libpq(admin_url))
-    con.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    try:
-        con.cursor().execute(sql)
-    finally:
-        con.close()
-
-
-def copy_readings(url: str, lo: datetime, hi: datetime, vacuum: bool = False) -> int:
-    """COPY one reading a minute per sensor in [lo, hi) (UTC) into sensor_readings; returns rows."""
-    import psycopg2
-
-    minutes = np.arange(np.datetime64(lo.replace(tzinfo=None), "m"), np.datetime64(hi.replace(tzinfo=None), "m"))
-    t = np.repeat(minutes, len(SENSORS)).astype("datetime64[us]")
-    sensor = np.tile(np.arange(len(SENSORS)), len(minutes))
-    phase = 2 * np.pi * (minutes.astype(np.int64) % 1440) / 1440  # diurnal cycle (UTC-based; fine here)
-    base = np.stack([20 + 5 * np.sin(phase), 55 - 15 * np.sin(phase), 1013 + 2 * np.cos(phase)], 1).ravel()
-    noise = np.random.default_rng(int(minutes[0].astype(np.int64))).normal(0, 0.3, len(t))
-    table = pa.table({
-        "recorded_at": pa.array(t, pa.timestamp("us", tz="UTC")),
-        "sensor_type": pa.array(np.array(SENSORS)[sensor]),
-        "value": (base + noise).round(3),
-        "device_id": pa.array(["station-1"] * len(t)),
-    })
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-    buf.seek(0)
-    con = psycopg2.connect(libpq(url))
-    con.autocommit = True
-    try:
-        cur = con.cursor()
-        cur.copy_expert("COPY sensor_readings FROM STDIN WITH (FORMAT csv)", buf, size=1 << 20)
-        if vacuum:  # hint bits + statistics now, not during (or beside, via autovacuum) a timed run
-            cur.execute("VACUUM ANALYZE sensor_readings")
-    finally:
-        con.close()
-    return len(t)
-
-
-def snakemake(wd: Path, url: str, *args: str) -> tuple[float, Run]:
-    """Run snakemake in ``wd`` against ``url``; return (wall seconds, Run). Exits with the output tail on failure."""
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "2", *args]
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(DATABASE_URL=url, MPLBACKEND="Agg", PATH=f"{Path(SNAKEMAKE).parent}:{env.get('PATH', '')}")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=wd)
-    seconds = time.perf_counter() - t0
-    run = Run(proc.returncode, proc.stdout + proc.stderr)
-    if proc.returncode:
-        sys.exit(f"snakemake {' '.join(args)} failed ({proc.returncode}) in {wd}:\n{run.output[-4000:]}")
-    return seconds, run
 
 
 def add_old_files(wd: Path, n: int = 10_000) -> None:
@@ -124,15 +56,14 @@ def add_old_files(wd: Path, n: int = 10_000) -> None:
         (part / "data.parquet").write_bytes(b"dummy")
 
 
-def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files: bool) -> dict:
-    from sqlalchemy.engine import make_url
+def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files: bool,
+                  extra: Callable[[str, date, date], dict] | None = None) -> dict:
+    """Load ``days`` of history into a scratch database and time `latest` on it (see the module docstring).
 
-    name = f"bench_cron_{days}d_{uuid.uuid4().hex[:8]}"
-    admin_sql(admin_url, f"CREATE DATABASE {name}")
-    url = make_url(admin_url).set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
+    ``extra(url, first, today)``, when given, runs before the database is dropped; its dict joins the result.
+    """
     r: dict = {"days": days}
-    try:
-        admin_sql(url, DDL)
+    with scratch_database(admin_url, f"bench_cron_{days}d") as url:
         today = NOW.astimezone(TZ).date()
         first = today - timedelta(days=days - 1)
         t0 = time.perf_counter()
@@ -142,11 +73,8 @@ def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files
 
         # Working directory: the repo's config with start..end = the whole history (so `all` would be it).
         wd = root / f"wd_{days}d"
-        config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-        config.update(start=first.isoformat(), end=today.isoformat(), cumulative_days=30, lookback_days=2,
-                      now=NOW.isoformat())
-        (wd / "config").mkdir(parents=True)
-        (wd / "config/config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+        config = write_config(wd, start=first.isoformat(), end=today.isoformat(), cumulative_days=30,
+                              lookback_days=2, now=NOW.isoformat())
 
         r["prepare_s"], run = snakemake(wd, url, "latest")
         r["prepare_jobs"] = sum(run.jobs().values())
@@ -184,8 +112,8 @@ def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files
             r["update_runs"].append(s)
             r["update_jobs"].append(run.jobs())
         assert all(j == r["update_jobs"][0] for j in r["update_jobs"]), r["update_jobs"]
-    finally:
-        admin_sql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if extra is not None:
+            r.update(extra(url, first, today))
     for key in ("noop", "query", "update", "noop_old"):
         if f"{key}_runs" in r:
             r[key] = statistics.median(r[f"{key}_runs"])
@@ -195,26 +123,19 @@ def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="histories of 3 and 20 days, one repetition (CI smoke)")
+    ap.add_argument("--no-old-files", dest="old_files", action="store_false",
+                    help="skip the no-op with 10,000 old images and readings partitions")
     args = ap.parse_args()
     histories, repeats = ((3, 20), 1) if args.quick else ((7, 365), 3)
     t_start = time.perf_counter()
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-cron-") as tmp:
-        server = None
-        admin_url = os.environ.get("DATABASE_URL", "")
-        if not admin_url.startswith("postgresql"):
-            import pgserver
-
-            server = pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
-            admin_url = server.get_uri()
-        try:
+        with postgres_server(Path(tmp)) as admin_url:
             for h in histories:
                 print(f"history {h} days: loading, preparing, timing ...", flush=True)
-                results.append(bench_history(admin_url, Path(tmp), h, repeats, old_files=h == max(histories)))
-        finally:
-            if server is not None:
-                server.cleanup()
+                results.append(bench_history(admin_url, Path(tmp), h, repeats,
+                                             old_files=args.old_files and h == max(histories)))
 
     short, long_ = results
     print(f"\nnow = {NOW.isoformat()} ({NOW.astimezone(TZ):%Y-%m-%d %H:%M %Z}); cumulative_days=30, lookback_days=2;"
@@ -222,28 +143,33 @@ def main() -> None:
     print(f"{'history':>8} {'rows':>10} {'load s':>7} {'prepare s':>10} {'prep jobs':>9} {'extracts':>8}"
           f" {'no-op s':>8} {'update s':>9} {'upd jobs':>8} {'fp query s':>11} {'block':>6}")
     for r in results:
+        update_jobs = sum(r["update_jobs"][0].values())
         print(f"{r['days']:>7}d {r['rows']:>10,} {r['load_s']:>7.1f} {r['prepare_s']:>10.1f} {r['prepare_jobs']:>9}"
-              f" {r['extracts_on_disk']:>8} {r['noop']:>8.2f} {r['update']:>9.2f} {sum(r['update_jobs'][0].values()):>8}"
+              f" {r['extracts_on_disk']:>8} {r['noop']:>8.2f} {r['update']:>9.2f} {update_jobs:>8}"
               f" {r['query']:>11.3f} {r['block_days']:>5}d")
     print(f"update jobs per run: {long_['update_jobs'][0]} (same for {short['days']}d: "
           f"{short['update_jobs'][0] == long_['update_jobs'][0]})")
     print(f"results/ holds only the cron window ({long_['extracts_on_disk']} days extracted, history"
           f" {long_['days']} days): no full backfill was run.")
-    print(f"no-op with 10,000 old images + 10,000 old readings partitions ({long_['days']}d):"
-          f" {long_['noop_old']:.2f} s vs {long_['noop']:.2f} s without")
-    print(f"runs (s): " + "; ".join(f"{r['days']}d no-op {[round(x, 2) for x in r['noop_runs']]}"
+    if "noop_old" in long_:
+        print(f"no-op with 10,000 old images + 10,000 old readings partitions ({long_['days']}d):"
+              f" {long_['noop_old']:.2f} s vs {long_['noop']:.2f} s without")
+    print("runs (s): " + "; ".join(f"{r['days']}d no-op {[round(x, 2) for x in r['noop_runs']]}"
                                     f" update {[round(x, 2) for x in r['update_runs']]}" for r in results))
     assert short["update_jobs"][0] == long_["update_jobs"][0], "update job counts differ between histories"
     print(f"total runtime {time.perf_counter() - t_start:.0f} s")
-    s, l = short["days"], long_["days"]
-    print(json.dumps({
-        f"noop_wall_s_{s}d": round(short["noop"], 3), f"noop_wall_s_{l}d": round(long_["noop"], 3),
-        f"update_wall_s_{s}d": round(short["update"], 3), f"update_wall_s_{l}d": round(long_["update"], 3),
+    s, n = short["days"], long_["days"]
+    figures = {
+        f"noop_wall_s_{s}d": round(short["noop"], 3), f"noop_wall_s_{n}d": round(long_["noop"], 3),
+        f"update_wall_s_{s}d": round(short["update"], 3), f"update_wall_s_{n}d": round(long_["update"], 3),
         "update_history_ratio": round(long_["update"] / short["update"], 3),
-        f"fingerprint_query_s_{s}d": round(short["query"], 4), f"fingerprint_query_s_{l}d": round(long_["query"], 4),
-        f"update_jobs_{s}d": sum(short["update_jobs"][0].values()), f"update_jobs_{l}d": sum(long_["update_jobs"][0].values()),
-        "noop_with_10k_old_files_s": round(long_["noop_old"], 3),
-    }))
+        f"fingerprint_query_s_{s}d": round(short["query"], 4), f"fingerprint_query_s_{n}d": round(long_["query"], 4),
+        f"update_jobs_{s}d": sum(short["update_jobs"][0].values()),
+        f"update_jobs_{n}d": sum(long_["update_jobs"][0].values()),
+    }
+    if "noop_old" in long_:
+        figures["noop_with_10k_old_files_s"] = round(long_["noop_old"], 3)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

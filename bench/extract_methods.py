@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,7 +33,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DDL, libpq, postgres_server, scratch_database  # noqa: E402  (puts the package on sys.path)
+
 from sensorcharts.database import Source, _select, extract_day, readings_schema  # noqa: E402
 
 DAY = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -42,14 +43,7 @@ END = DAY + timedelta(days=1)
 SENSORS = ["humidity", "pressure", "temperature"]
 METHODS = ["copy", "cursor", "discard"]
 BATCH_ROWS = 100_000
-DDL = """
-CREATE TABLE sensor_readings (recorded_at timestamptz, sensor_type text, value double precision, device_id text);
-CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
-"""
-
-
-def libpq_url(sa_url: str) -> str:
-    return sa_url.replace("postgresql+psycopg2://", "postgresql://")
+libpq_url = libpq
 
 
 PARAMS = {"start": DAY, "end": END, "sensors": tuple(SENSORS)}
@@ -138,13 +132,14 @@ def spawn(method: str, url: str, out: Path) -> dict:
 
 
 def load_readings(url: str, n: int, workdir: Path) -> None:
-    """Create the table and COPY in ``n`` random readings spread over DAY (in time order, as appended)."""
+    """COPY ``n`` random readings spread over DAY (in time order, as appended) into the (empty) table."""
     rng = np.random.default_rng(42)
     micros = np.sort(rng.integers(0, 86_400_000_000, n))
     times = np.datetime64(DAY.replace(tzinfo=None), "us") + micros.astype("timedelta64[us]")
 
     def pick(names: list[str]) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, len(names), n), pa.int32()), names).cast(pa.string())
+        indices = pa.array(rng.integers(0, len(names), n), pa.int32())
+        return pa.DictionaryArray.from_arrays(indices, names).cast(pa.string())
 
     table = pa.table({
         "recorded_at": pa.array(times, pa.timestamp("us", tz="UTC")),  # written as '... .ffffffZ'
@@ -158,7 +153,6 @@ def load_readings(url: str, n: int, workdir: Path) -> None:
     con.autocommit = True
     try:
         cur = con.cursor()
-        cur.execute(DDL)
         with open(csv_path, "rb") as f:
             cur.copy_expert("COPY sensor_readings FROM STDIN WITH (FORMAT csv)", f, size=1 << 20)
         # VACUUM too: sets hint bits and the visibility map now, not during (or via autovacuum, beside) a timed run.
@@ -179,6 +173,26 @@ def check_same(copy_out: Path, cursor_out: Path, samples: int = 10_000) -> str:
     return f"copy and cursor outputs agree: {a.num_rows:,} rows, {len(idx):,} sampled rows identical"
 
 
+def measure(admin_url: str, n: int, repeats: int, workdir: Path, methods=METHODS) -> dict[str, list[dict]]:
+    """Load ``n`` readings into a scratch database on ``admin_url``'s server and run each of ``methods``
+    ``repeats`` times, interleaved, each in a fresh subprocess; returns the runs per method."""
+    with scratch_database(admin_url, "bench_extract", DDL) as url:
+        t0 = time.perf_counter()
+        load_readings(url, n, workdir)
+        print(f"loaded {n:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
+
+        spawn("discard", url, workdir / "warmup")  # untimed: warms the server's caches
+        runs: dict[str, list[dict]] = {m: [] for m in methods}
+        for _ in range(repeats):  # interleaved, so drift affects all methods alike
+            for m in methods:
+                runs[m].append(spawn(m, url, workdir / f"{m}.parquet"))
+        if "copy" in methods and "cursor" in methods:
+            print(check_same(workdir / "copy.parquet", workdir / "cursor.parquet"))
+    rows = runs[methods[0]][0]["rows"]
+    assert all(r["rows"] == rows for m in methods for r in runs[m]), "methods returned different row counts"
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=2_000_000, help="readings to load (default 2,000,000)")
@@ -193,45 +207,14 @@ def main() -> None:
     n = 200_000 if args.quick else args.rows
     load0 = os.getloadavg()[0]
 
-    from sqlalchemy.engine import make_url  # only here: extract_day's own import of it is part of its timing
-
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
-        workdir = Path(tmp)
-        server = None
-        admin_url = os.environ.get("DATABASE_URL", "")
-        if not admin_url.startswith("postgresql"):
-            import pgserver
-
-            server = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
-            admin_url = server.get_uri()
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = psycopg2.connect(libpq_url(admin_url))
-        admin.autocommit = True
-        try:
-            admin.cursor().execute(f"CREATE DATABASE {name}")
-            url = make_url(admin_url).set(drivername="postgresql+psycopg2", database=name)
-            url = url.render_as_string(hide_password=False)
-            t0 = time.perf_counter()
-            load_readings(url, n, workdir)
-            print(f"loaded {n:,} readings in {time.perf_counter() - t0:.1f} s")
-
-            spawn("discard", url, workdir / "warmup")  # untimed: warms the server's caches
-            runs: dict[str, list[dict]] = {m: [] for m in METHODS}
-            for _ in range(args.repeats):  # interleaved, so drift affects all methods alike
-                for m in METHODS:
-                    runs[m].append(spawn(m, url, workdir / f"{m}.parquet"))
-            print(check_same(workdir / "copy.parquet", workdir / "cursor.parquet"))
-        finally:
-            admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.close()
-            if server is not None:
-                server.cleanup()
+        with postgres_server(Path(tmp)) as admin_url:
+            runs = measure(admin_url, n, args.repeats, Path(tmp))
 
     # Everything here competes for the same cores (server backend, COPY thread, Arrow, Parquet), so
     # other load on the machine skews the comparison: say how busy it was.
     print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     rows = runs["copy"][0]["rows"]
-    assert all(r["rows"] == rows for m in METHODS for r in runs[m]), "methods returned different row counts"
     median = {m: statistics.median(r["seconds"] for r in runs[m]) for m in METHODS}
     rate = {m: rows / median[m] for m in METHODS}
     peak = {m: max(r["peak_rss_mb"] for r in runs[m]) for m in METHODS}

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from datetime import date
 
 import pytest
-from conftest import utc
 
 from doubles import KVDouble, PinataDouble
 from sensorcharts.timegrid import zone

@@ -340,7 +340,8 @@ class KVClient:
             if self.log:
                 self.log.warning("Cloudflare KV: %d key(s) unsuccessful, retrying", len(failed))
             pending = failed
-            time.sleep(max(KV_SAME_KEY_INTERVAL_S + 0.05 - (time.monotonic() - sent_at), 0) + self.policy.delay(attempt))
+            since_write = time.monotonic() - sent_at
+            time.sleep(max(KV_SAME_KEY_INTERVAL_S + 0.05 - since_write, 0) + self.policy.delay(attempt))
         raise PublishError(f"Cloudflare KV kept refusing {len(pending)} key(s), e.g. {sorted(pending)[0]!r}")
 
 
