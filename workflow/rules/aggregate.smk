@@ -7,8 +7,11 @@ rule aggregate_day:
     params:
         code=code_digest("aggregate_day", "tables"),
         timezone=config["timezone"],
+        sensors=config["sensors"],
     log:
         "logs/aggregate_day/{date}.log",
+    benchmark:
+        "benchmarks/aggregate_day/{date}.tsv"
     conda:
         "../../environment.yml"
     script:

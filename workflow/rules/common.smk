@@ -60,7 +60,12 @@ elif workflow.is_main_process and PUBLISH.index_missing:
         "results/kv/ only.",
         file=sys.stderr,
     )
-DB_PARAMS = {k: v for k, v in config["database"].items() if k != "url"}
+# What an extract depends on: table and columns, not the URL (a secret) nor the timeouts (how long to wait).
+DB_PARAMS = {
+    k: v
+    for k, v in config["database"].items()
+    if k not in ("url", "statement_timeout_seconds", "connect_timeout_seconds")
+}
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
 
@@ -86,7 +91,7 @@ def _fingerprint_block(days):
     """
     from sensorcharts.database import DATABASE_ERRORS
 
-    source = Source.from_config(settings.database_url(config), DB_PARAMS)
+    source = Source.from_config(settings.database_url(config), config["database"])
     try:
         return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)
     except DATABASE_ERRORS as exc:

@@ -3,15 +3,16 @@
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-
-from sensorcharts.charts import render_cumulative, sensors_from_config
 from sensorcharts.jobs import log, run, write_json_atomic
-from sensorcharts.timegrid import parse_date, zone
 
 
 def main(snakemake):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from sensorcharts.charts import render_cumulative, sensors_from_config
+    from sensorcharts.timegrid import parse_date, zone
+
     day = parse_date(snakemake.wildcards.date)
     hourly = pd.concat([pq.read_table(p).to_pandas() for p in snakemake.input.hourly], ignore_index=True)
     paths = {Path(p).parts[-3]: p for p in snakemake.output.images}
@@ -28,4 +29,4 @@ def main(snakemake):
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "render_cumulative")  # noqa: F821

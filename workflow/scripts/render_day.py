@@ -3,13 +3,14 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from sensorcharts.charts import render_day, sensors_from_config
 from sensorcharts.jobs import log, run, write_json_atomic
-from sensorcharts.tables import read_readings
-from sensorcharts.timegrid import parse_date, zone
 
 
 def main(snakemake):
+    from sensorcharts.charts import render_day, sensors_from_config
+    from sensorcharts.tables import read_readings
+    from sensorcharts.timegrid import parse_date, zone
+
     day = parse_date(snakemake.wildcards.date)
     # Paths follow results/images/{sensor}/{interval}/{stamp}.png; the declared outputs say which to draw.
     daily = {Path(p).parts[-3]: p for p in snakemake.output.daily}
@@ -27,4 +28,4 @@ def main(snakemake):
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "render_day")  # noqa: F821
