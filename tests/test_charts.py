@@ -406,3 +406,16 @@ def test_heatmap_no_data():
     heatmap.draw(np.arange(72, dtype=float).reshape(3, 24), days, SENSORS[0], "t", "x")
     assert not heatmap.no_data.get_visible()
     assert heatmap.image.get_clim() == (0.0, 71.0)
+
+
+def test_hour_axis_of_the_first_fall_back_hour_ends_at_one_pst():
+    from sensorcharts.charts import hour_axis
+    from sensorcharts.timegrid import hour_slots, zone
+
+    la = zone("America/Los_Angeles")
+    slots = {s.stamp: s for s in hour_slots(date(2025, 11, 2), la)}
+    ticks, period = hour_axis(slots["2025-11-02T01"], la)
+    assert [label for _, label in ticks] == ["01:00", "01:10", "01:20", "01:30", "01:40", "01:50", "01:00"]
+    assert period == "01:00 PDT–01:00 PST"
+    ticks, period = hour_axis(slots["2025-11-02T01_2"], la)
+    assert ticks[-1] == (3600.0, "02:00") and period == "01:00–02:00 PST"

@@ -294,6 +294,21 @@ def day_ticks(day: date, tz: ZoneInfo, every_hours: int = 3) -> list[tuple[float
     return ticks
 
 
+def hour_axis(slot, tz: ZoneInfo) -> tuple[list[tuple[float, str]], str]:
+    """Ticks every 10 minutes (seconds since the slot's start, local label) and the slot's period text.
+
+    Labels come from UTC instants: wall-clock arithmetic would label the end of 01:00 PDT on a fall-back
+    day "02:00", when it is 01:00 PST.
+    """
+    span = (slot.end - slot.start).total_seconds()
+    ticks = [(m * 60.0, (slot.start + timedelta(minutes=m)).astimezone(tz).strftime("%H:%M"))
+             for m in range(0, 61, 10) if m * 60.0 <= span]
+    first, last = slot.start.astimezone(tz), slot.end.astimezone(tz)
+    if first.tzname() == last.tzname():
+        return ticks, f"{first:%H:%M}–{last:%H:%M} {first.tzname()}"
+    return ticks, f"{first:%H:%M} {first.tzname()}–{last:%H:%M} {last.tzname()}"
+
+
 def render_day(
     frame,
     day: date,
@@ -337,17 +352,15 @@ def render_day(
         rows = frame[(frame["recorded_at"] >= slot.start) & (frame["recorded_at"] < slot.end)]
         series = _series(rows, sensor_name, _us(slot.start))
         local = slot.start.astimezone(tz)
-        ticks = [(m * 60.0, (local + timedelta(minutes=m)).strftime("%H:%M")) for m in range(0, 61, 10)]
         span = (slot.end - slot.start).total_seconds()
-        ticks = [t for t in ticks if t[0] <= span]
+        ticks, period = hour_axis(slot, tz)
         points = chart.draw(
             series,
             (0.0, span),
             ticks,
             f"Local time ({local.tzname()})",
             sensor.axis_label,
-            f"{sensor.display_name} · {day.isoformat()} {local:%H:%M}–{slot.end.astimezone(tz):%H:%M} "
-            f"{local.tzname()} · {tz.key}",
+            f"{sensor.display_name} · {day.isoformat()} {period} · {tz.key}",
         )
         meta = ChartMeta(Path(path).name, sensor_name, "hourly", stamp, points,
                          iso_local(slot.start, tz), iso_local(slot.end, tz), 0.0, *_counts(rows, sensor_name))
