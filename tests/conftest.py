@@ -97,19 +97,26 @@ def _pg_admin_url() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """An admin URL of a real PostgreSQL server for this test session."""
     url = _pg_admin_url()
     if url:
         yield url
         return
+    import shutil
+    import tempfile
+
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    # Not under pytest's numbered temp folders: pytest keeps only the newest three per user, so another
+    # pytest session on the machine could delete the server's data while this one runs.
+    data = tempfile.mkdtemp(prefix="sensorcharts-pgdata-")
+    server = pgserver.get_server(data, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def make_postgres(admin_url: str, prefix: str = "t", template: ReadingsDB | None = None) -> ReadingsDB:
