@@ -132,8 +132,6 @@ class Refresher:
         self.window = window
         self.active = active
         self.done: set[date] = set()
-        self.queries = 0
-        self.changed: list[str] = []
 
     def path(self, day: date) -> str:
         if self.active and day not in self.done:
@@ -141,7 +139,6 @@ class Refresher:
             if block is None:
                 block = {day - timedelta(days=i) for i in range(self.window)}
             days = sorted(block - self.done)
-            self.changed += write_changed(self.compute_block(days), self.folder)
-            self.queries += 1
+            write_changed(self.compute_block(days), self.folder)
             self.done.update(days)
         return f"{self.folder}/{day.isoformat()}.txt"
