@@ -196,6 +196,34 @@ def test_chart_legend_only_for_several_devices():
     assert sum(ln.get_visible() for ln in chart.lines) == 1
 
 
+def test_no_data_chart_shows_no_value_scale():
+    chart = LineChart()
+    _draw(chart, [])
+    assert not chart.ax.yaxis.get_tick_params()["labelleft"]  # a 0-1 scale would mean nothing
+    x = np.arange(0, 3600, 60, dtype=float)
+    _draw(chart, [(None, x, np.sin(x))], (0.0, 3600.0))
+    assert chart.ax.yaxis.get_tick_params()["labelleft"]
+
+
+def test_clock_change_is_marked_and_cleared():
+    chart = LineChart()
+    mark = (3 * 3600.0, "clocks back: 02:00 PDT → 01:00 PST")
+    chart.draw([], (0.0, 90_000.0), day_ticks(FALL, LA), "Local time", "T", "title", mark)
+    assert chart.change_line.get_visible() and list(chart.change_line.get_xdata()) == [3 * 3600.0] * 2
+    assert chart.change_text.get_visible() and chart.change_text.get_text() == mark[1]
+    _draw(chart, [])
+    assert not chart.change_line.get_visible() and not chart.change_text.get_visible()
+
+
+def test_clock_change_position_on_the_day_axis():
+    from sensorcharts.charts import day_clock_change
+
+    # 02:00 PDT is the third hour of the day: two hours after midnight, whatever the wall clock shows next.
+    assert day_clock_change(FALL, LA) == (2 * 3600.0, "clocks back: 02:00 PDT → 01:00 PST")
+    assert day_clock_change(date(2025, 3, 9), LA) == (2 * 3600.0, "clocks forward: 02:00 PST → 03:00 PDT")
+    assert day_clock_change(date(2025, 11, 3), LA) is None
+
+
 def test_fall_back_day_is_25_hours_wide():
     start, end = day_bounds(FALL, LA)
     span = (end - start).total_seconds()
@@ -403,9 +431,36 @@ def test_heatmap_no_data():
     days = [date(2025, 11, 1), FALL, date(2025, 11, 3)]
     heatmap.draw(np.full((3, 24), np.nan), days, SENSORS[0], "t", "x")
     assert heatmap.no_data.get_visible()
+    assert not heatmap.colorbar.ax.get_visible()  # no data: no meaningless 0-1 colour scale
+    assert not heatmap.missing_note.get_visible()
     heatmap.draw(np.arange(72, dtype=float).reshape(3, 24), days, SENSORS[0], "t", "x")
     assert not heatmap.no_data.get_visible()
+    assert heatmap.colorbar.ax.get_visible()
+    assert not heatmap.missing_note.get_visible()  # no grey cell to explain
     assert heatmap.image.get_clim() == (0.0, 71.0)
+    partial = np.arange(72, dtype=float).reshape(3, 24)
+    partial[1, 2] = np.nan
+    heatmap.draw(partial, days, SENSORS[0], "t", "x")
+    assert heatmap.missing_note.get_visible() and "no readings" in heatmap.missing_note.get_text()
+
+
+@pytest.mark.parametrize("rows", [1, 7, 15, 30, 90])
+def test_heatmap_labels_fit_in_the_figure(rows):
+    heatmap = Heatmap(rows)
+    days = [date(2025, 1, 1) + timedelta(days=i) for i in range(rows)]
+    heatmap.draw(np.zeros((rows, 24)), days, SENSORS[0], "a title", "Local hour (PST)")
+    heatmap.figure.canvas.draw()  # places the labels
+    renderer = heatmap.figure.canvas.get_renderer()
+    for artist in (heatmap.ax.title, heatmap.ax.xaxis.label, *heatmap.ax.get_yticklabels()):
+        box = artist.get_window_extent(renderer)
+        assert box.y0 >= 0 and box.y1 <= heatmap.figure.bbox.height, (rows, artist.get_text())
+
+
+def test_window_text():
+    from sensorcharts.charts import window_text
+
+    assert window_text([FALL]) == "2025-11-02"
+    assert window_text([FALL, date(2025, 11, 3)]) == "2025-11-02 to 2025-11-03"
 
 
 def test_hour_axis_of_the_first_fall_back_hour_ends_at_one_pst():

@@ -8,6 +8,7 @@ import pytest
 from conftest import utc
 
 from sensorcharts.timegrid import (
+    clock_changes,
     day_bounds,
     hour_labels,
     hour_slots,
@@ -173,3 +174,26 @@ def test_parse_date_error_names_key():
 )
 def test_zone_abbreviations(day, expected):
     assert zone_abbreviations(*day_bounds(day, LA), LA) == expected
+
+
+@pytest.mark.parametrize(
+    ("zone_name", "day", "instant", "text"),
+    [
+        ("America/Los_Angeles", FALL, "2025-11-02T09:00:00+00:00", "clocks back: 02:00 PDT → 01:00 PST"),
+        ("America/Los_Angeles", SPRING, "2025-03-09T10:00:00+00:00", "clocks forward: 02:00 PST → 03:00 PDT"),
+        ("Europe/Berlin", date(2025, 3, 30), "2025-03-30T01:00:00+00:00", "clocks forward: 02:00 CET → 03:00 CEST"),
+        # Half-hour shift, found to the second: Lord Howe Island goes from +11 to +10:30.
+        ("Australia/Lord_Howe", date(2025, 4, 6), "2025-04-05T15:00:00+00:00", "clocks back: 02:00 +11 → 01:30 +1030"),
+    ],
+)
+def test_clock_changes_of_a_change_day(zone_name, day, instant, text):
+    tz = zone(zone_name)
+    (change,) = clock_changes(*day_bounds(day, tz), tz)
+    assert change.instant.isoformat() == instant
+    assert change.text == text
+    assert change.forward == ("forward" in text)
+
+
+@pytest.mark.parametrize(("tz", "day"), [(LA, ORDINARY), (LA, SPRING + timedelta(days=1)), (FIXED, FALL)])
+def test_no_clock_change_on_ordinary_days(tz, day):
+    assert clock_changes(*day_bounds(day, tz), tz) == []

@@ -30,7 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .tables import Validity, mark_validity  # noqa: E402
-from .timegrid import day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
+from .timegrid import clock_changes, day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 4.0, 100
 GAP_FACTOR = 5  # a gap is a step longer than this many typical sampling intervals
@@ -181,6 +181,11 @@ class LineChart:
             0.5, 0.5, NO_DATA, transform=self.ax.transAxes, ha="center", va="center", fontsize=16, color="0.45"
         )
         self.columns = int(self.ax.get_position().width * WIDTH_IN * DPI)
+        # A clock change (DST) is a dashed vertical line with its text at the top: on those days the hour
+        # ticks are unevenly spaced, and a reader should see why. One line is enough for any real zone.
+        self.change_line = self.ax.axvline(0.0, color="0.35", lw=1.0, ls="--", zorder=1.5, visible=False)
+        self.change_text = self.ax.text(0.0, 0.98, "", transform=self.ax.get_xaxis_transform(), ha="left",
+                                        va="top", fontsize="small", color="0.25", visible=False)
 
     def _line(self, i: int):
         while len(self.lines) <= i:
@@ -196,8 +201,12 @@ class LineChart:
         xlabel: str,
         ylabel: str,
         title: str,
+        clock_change: tuple[float, str] | None = None,
     ) -> int:
-        """Draw ``series`` of ``(label, x, y)``; return the number of readings shown (before decimation)."""
+        """Draw ``series`` of ``(label, x, y)``; return the number of readings shown (before decimation).
+
+        ``clock_change``: ``(x, text)`` of a DST change inside the period, marked by a dashed line.
+        """
         points = 0
         ys = []
         for i, (label, x, y) in enumerate(series):
@@ -223,6 +232,13 @@ class LineChart:
         limits = _padded_limits(ys)
         self.no_data.set_visible(limits is None)
         self.ax.set_ylim(*(limits or (0.0, 1.0)))
+        self.ax.tick_params(axis="y", labelleft=limits is not None)  # no data: a 0-1 scale would mean nothing
+        self.change_line.set_visible(clock_change is not None)
+        self.change_text.set_visible(clock_change is not None)
+        if clock_change is not None:
+            self.change_line.set_xdata([clock_change[0]] * 2)
+            self.change_text.set_x(clock_change[0] + 0.005 * (xlim[1] - xlim[0]))
+            self.change_text.set_text(clock_change[1])
         self.ax.set_xlim(*xlim)
         self.ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
         self.ax.set_xlabel(xlabel)
@@ -294,6 +310,13 @@ def day_ticks(day: date, tz: ZoneInfo, every_hours: int = 3) -> list[tuple[float
     return ticks
 
 
+def day_clock_change(day: date, tz: ZoneInfo) -> tuple[float, str] | None:
+    """``(seconds since local midnight, text)`` of the day's clock change (DST), or None."""
+    start, end = day_bounds(day, tz)
+    changes = clock_changes(start, end, tz)
+    return ((changes[0].instant - start).total_seconds(), changes[0].text) if changes else None
+
+
 def hour_axis(slot, tz: ZoneInfo) -> tuple[list[tuple[float, str]], str]:
     """Ticks every 10 minutes (seconds since the slot's start, local label) and the slot's period text.
 
@@ -328,6 +351,7 @@ def render_day(
     by_name = {s.name: s for s in sensors}
     frame = mark_validity(frame, {s.name: s.validity for s in sensors})
     slots = {s.stamp: s for s in hour_slots(day, tz)}
+    change = day_clock_change(day, tz)
     for sensor_name, path in daily_paths.items():
         sensor = by_name[sensor_name]
         began = time.perf_counter()
@@ -339,6 +363,7 @@ def render_day(
             f"Local time ({zone_name})",
             sensor.axis_label,
             f"{sensor.display_name} · {day.isoformat()} · {tz.key}",
+            change,
         )
         meta = ChartMeta(Path(path).name, sensor_name, "daily", day.isoformat(), points,
                          iso_local(start, tz), iso_local(end, tz), 0.0, *_counts(frame, sensor_name))
@@ -404,13 +429,17 @@ def hour_matrix(hourly, sensor: str, days: list[date]) -> tuple[np.ndarray, int]
 class Heatmap:
     """One reusable figure for the cumulative day × hour heatmap."""
 
+    # Margins in inches, so that the title and the x label fit whatever the number of rows.
+    TOP_IN, BOTTOM_IN = 0.45, 0.65
+
     def __init__(self, rows: int) -> None:
         apply_theme()
         height = max(HEIGHT_IN, 1.6 + 0.16 * rows)
         self.figure = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
         FigureCanvasAgg(self.figure)
-        self.ax = self.figure.add_axes((0.12, 0.10, 0.74, 0.80))
-        cax = self.figure.add_axes((0.88, 0.10, 0.02, 0.80))
+        bottom, top = self.BOTTOM_IN / height, self.TOP_IN / height
+        self.ax = self.figure.add_axes((0.12, bottom, 0.74, 1 - bottom - top))
+        cax = self.figure.add_axes((0.88, bottom, 0.02, 1 - bottom - top))
         cmap = matplotlib.colormaps[HEATMAP_CMAP].with_extremes(bad="0.88")
         self.image = self.ax.imshow(np.full((rows, 24), np.nan), aspect="auto", cmap=cmap,
                                     interpolation="nearest", extent=(-0.5, 23.5, rows - 0.5, -0.5))
@@ -419,6 +448,9 @@ class Heatmap:
         self.ax.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
         self.no_data = self.ax.text(11.5, (rows - 1) / 2, NO_DATA, ha="center", va="center",
                                     fontsize=16, color="0.45")
+        # Grey cells need a word: an hour without readings (or 02:00 on a spring-forward day).
+        self.missing_note = self.figure.text(0.88, 0.25 / height, "grey: no readings", ha="left", va="center",
+                                             fontsize="x-small", color="0.35")
 
     def draw(self, matrix: np.ndarray, days: list[date], sensor: Sensor, title: str, xlabel: str) -> None:
         self.image.set_data(matrix)
@@ -429,11 +461,18 @@ class Heatmap:
             lo, hi = lo - 0.5, hi + 0.5
         self.image.set_clim(lo, hi)
         self.colorbar.set_label(sensor.axis_label)
+        self.colorbar.ax.set_visible(bool(finite.size))  # no data: a 0-1 colour scale would mean nothing
+        self.missing_note.set_visible(0 < finite.size < matrix.size)
         step = max(1, len(days) // 15)
         positions = list(range(len(days) - 1, -1, -step))[::-1]
         self.ax.set_yticks(positions, [days[i].isoformat() for i in positions])
         self.ax.set_xlabel(xlabel)
         self.ax.set_title(title)
+
+
+def window_text(days: list[date]) -> str:
+    """``2025-10-05 to 2025-11-03``, or the one date of a one-day window."""
+    return days[0].isoformat() if len(days) == 1 else f"{days[0].isoformat()} to {days[-1].isoformat()}"
 
 
 def render_cumulative(
@@ -444,6 +483,7 @@ def render_cumulative(
     start, _ = day_bounds(days[0], tz)
     _, end = day_bounds(day, tz)
     heatmap = Heatmap(len(days))
+    period = window_text(days)
     by_name = {s.name: s for s in sensors}
     metas = []
     for sensor_name, path in paths.items():
@@ -454,7 +494,7 @@ def render_cumulative(
             matrix,
             days,
             sensor,
-            f"{sensor.display_name} · hourly means · {days[0].isoformat()} to {day.isoformat()} · {tz.key}",
+            f"{sensor.display_name} · hourly means · {period} · {tz.key}",
             f"Local hour ({zone_abbreviations(start, end, tz)})",
         )
         meta = ChartMeta(Path(path).name, sensor_name, "cumulative", day.isoformat(), points,

@@ -164,6 +164,42 @@ def parse_now(text: str | None) -> datetime:
     return value.astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class ClockChange:
+    """A change of the zone's UTC offset inside a period, as a person reads it on a clock."""
+
+    instant: datetime  # UTC, the first instant with the new offset
+    before: str  # wall clock just before, e.g. "02:00 PDT" (the time that never shows)
+    after: str  # wall clock at the instant, e.g. "01:00 PST"
+    forward: bool  # clocks jump forward (spring) rather than back (autumn)
+
+    @property
+    def text(self) -> str:
+        return f"clocks {'forward' if self.forward else 'back'}: {self.before} → {self.after}"
+
+
+def clock_changes(start: datetime, end: datetime, tz: ZoneInfo) -> list[ClockChange]:
+    """Every offset change of ``tz`` in ``[start, end)``, found to the second (half-hour zones included)."""
+    changes = []
+    second = timedelta(seconds=1)
+    lo = start
+    while lo < end:
+        hi = min(lo + HOUR, end - second) if lo < end - second else end  # probe points, last one inside
+        if hi >= end:
+            break
+        old, new = lo.astimezone(tz).utcoffset(), hi.astimezone(tz).utcoffset()
+        if old != new:  # narrow to the first second with the new offset
+            a, b = lo, hi
+            while b - a > second:
+                mid = (a + (b - a) / 2).replace(microsecond=0)
+                a, b = (mid, b) if mid.astimezone(tz).utcoffset() == old else (a, mid)
+            wall = b.astimezone(tz)
+            changes.append(ClockChange(b, f"{b.astimezone(timezone(old)):%H:%M} {a.astimezone(tz).tzname()}",
+                                       f"{wall:%H:%M} {wall.tzname()}", new > old))
+        lo = hi
+    return changes
+
+
 def zone_abbreviations(start: datetime, end: datetime, tz: ZoneInfo) -> str:
     """Zone abbreviation(s) in force over ``[start, end)``: ``PST``, or ``PDT/PST`` on a change day."""
     names: list[str] = []
