@@ -25,7 +25,10 @@ def run(snakemake, script) -> None:
     if callable(script):  # a script that has not moved its imports into main: run it here
         sys.exit(run_main(snakemake, script))
     if warm.enabled():
-        sys.exit(warm.call(snakemake, script))
+        try:
+            sys.exit(warm.call(snakemake, script))
+        except warm.Unavailable as exc:  # the job still runs, only without the warm start
+            print(f"{snakemake.rule}: running in this process ({exc})", file=sys.stderr)
     sys.exit(run_main(snakemake, script))
 
 

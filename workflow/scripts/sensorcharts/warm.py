@@ -11,8 +11,13 @@ step function and exits with its status, which the job's script exits with in tu
   Python executable, so changed code starts a new server and the old one exits once idle (``IDLE_EXIT_S``).
 * A job killed while waiting (kill -9 of Snakemake, a cancelled cluster job) closes its connection; the
   server then kills the job's child at once, so nothing keeps writing behind a new run's back.
-* The server never runs a job itself and starts no threads, so forking it is safe; it exits when idle.
+* The server never runs a job itself and starts no threads of its own (pyarrow's allocator may keep a
+  background thread, which holds no lock a child needs), so forking it is safe; it exits when idle.
+* A server that cannot start or be reached (its errors go to ``<socket>.err``) costs nothing but the warm
+  start: the job runs in its own interpreter and says so in one line.
 * ``SENSORCHARTS_WARM=0`` runs every job in its own interpreter instead (as plain Snakemake would).
+* The socket name does not cover installed libraries: after upgrading pandas or matplotlib, jobs are served
+  by the old server until it idles out (``IDLE_EXIT_S``) unless it is stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 
 IDLE_EXIT_S = 300.0
 START_TIMEOUT_S = 60.0
+RECEIVE_TIMEOUT_S = 10.0
 PACKAGE = Path(__file__).resolve().parent
 SCRIPTS = PACKAGE.parent
 # What jobs import, loaded once by the server: the workflow scripts (each imports its heavy modules inside
@@ -79,6 +85,10 @@ def describe(snakemake) -> dict:
     }
 
 
+class Unavailable(Exception):
+    """No warm server could take the job (it could not start, or it was exiting): run the job in-process."""
+
+
 def _connect(path: str) -> socket.socket | None:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -87,6 +97,9 @@ def _connect(path: str) -> socket.socket | None:
     except (FileNotFoundError, ConnectionRefusedError):
         conn.close()
         return None
+    except OSError as exc:  # e.g. a socket path longer than the system allows
+        conn.close()
+        raise Unavailable(f"cannot reach {path}: {exc}") from None
 
 
 def _start_server(path: str) -> socket.socket:
@@ -103,17 +116,22 @@ def _start_server(path: str) -> socket.socket:
             return conn
         Path(path).unlink(missing_ok=True)  # a socket left by a server that died
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
-        subprocess.Popen(
-            [sys.executable, "-m", "sensorcharts.warm", path], cwd="/", env=env, start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
-        )
+        # The server's own errors (say, a failing import) go to a file next to its socket, owner only.
+        errors = os.open(path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "sensorcharts.warm", path], cwd="/", env=env, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, close_fds=True,
+            )
+        finally:
+            os.close(errors)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:
             conn = _connect(path)
             if conn:
                 return conn
             time.sleep(0.02)
-    raise RuntimeError(f"the warm job server did not start within {START_TIMEOUT_S:g} s")
+    raise Unavailable(f"the warm job server did not start (its errors, if any: {path}.err)")
 
 
 def call(snakemake, script: str) -> int:
@@ -124,8 +142,11 @@ def call(snakemake, script: str) -> int:
     sys.stderr.flush()
     conn = _start_server(socket_path())
     with conn:
-        socket.send_fds(conn, [HEADER.pack(len(request))], [1, 2])
-        conn.sendall(request)
+        try:
+            socket.send_fds(conn, [HEADER.pack(len(request))], [1, 2])
+            conn.sendall(request)
+        except (ConnectionResetError, BrokenPipeError) as exc:  # the server was exiting, idle: nothing ran
+            raise Unavailable(f"the warm job server closed the connection: {exc}") from None
         answer = b""
         while len(answer) < STATUS.size:
             chunk = conn.recv(STATUS.size - len(answer))
@@ -179,7 +200,13 @@ def _run_child(request: dict, fds: list[int]) -> int:
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+    """A client's request and its stdout/stderr; raises ConnectionError on anything short or malformed."""
+    conn.settimeout(RECEIVE_TIMEOUT_S)  # a client that connects and sends nothing must not stall the server
     head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
+    if len(head) != HEADER.size or len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        raise ConnectionError("incomplete request")
     (size,) = HEADER.unpack(head)
     body = bytearray()
     while len(body) < size:
@@ -187,6 +214,7 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
         if not chunk:
             raise ConnectionError("client went away")
         body += chunk
+    conn.settimeout(None)
     return json.loads(body), list(fds)
 
 
@@ -211,7 +239,7 @@ def serve(path: str) -> None:
                     conn, _ = listener.accept()
                     try:
                         request, fds = _receive(conn)
-                    except (OSError, ValueError):
+                    except (OSError, ValueError):  # ConnectionError, timeouts and bad JSON included
                         conn.close()
                         continue
                     pid = os.fork()
@@ -222,6 +250,11 @@ def serve(path: str) -> None:
                                 other.close()
                             selector.close()
                             status = _run_child(request, fds)
+                        except SystemExit as exc:  # sys.exit(n) in a job: status n, as in-process
+                            code = exc.code
+                            status = code if isinstance(code, int) else 0 if code is None else 1
+                            if not isinstance(code, (int, type(None))):
+                                print(code, file=sys.stderr)
                         finally:
                             sys.stdout.flush()
                             sys.stderr.flush()
