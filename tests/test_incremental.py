@@ -119,7 +119,7 @@ def test_changed_past_day_redoes_that_day_and_its_cumulative_images(charted, cha
     # The window is 2 days: 2025-01-11 appears in the cumulative images of the 11th and the 12th.
     assert changed(before, wd.snapshot()) == with_report(files_of_day(wd, "2025-01-11") | cumulative_of(
         wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"})
-    assert run.jobs() == {"extract_day": 1, "aggregate_day": 1, "render_day_ordinary": 1, "render_cumulative": 2,
+    assert run.jobs() == {"extract_day": 1, "render_day_ordinary": 1, "render_cumulative": 2,
                           "upload_day_ordinary": 1, "upload_cumulative": 2, "publish_range": 1, "prepare_report": 1,
                           "all": 1}
 
@@ -168,7 +168,7 @@ def test_config_change_redoes_only_what_it_affects(charted):
     run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
     # Only the cumulative images change (and the 3-day window of the 10th needs the 8th extracted).
     assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "extract_day",
-                               "aggregate_day", "prepare_report", "all"}
+                               "prepare_report", "all"}
     assert run.jobs()["render_cumulative"] == 4 and run.jobs()["extract_day"] == 1
     assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == REPORT_PAGES | {
         "results/kv/range.json",

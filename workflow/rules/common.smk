@@ -29,6 +29,11 @@ except settings.ConfigError as exc:
     raise WorkflowError(f"Invalid configuration: {exc}.") from None
 
 SENSORS = list(PLAN.sensors)
+# Each sensor's plausible range (what decides which readings the tables count), as a params value.
+VALIDITY = {
+    name: {k: spec[k] for k in ("valid_min", "valid_max", "out_of_range") if k in spec}
+    for name, spec in config["sensors"].items()
+}
 # Rule outputs are fixed patterns, but a day's hourly images depend on the day: DST days and today (so
 # far) have other hours than T00..T23. Each set of hour labels gets its own render and upload rule,
 # restricted to its dates; every other date is ordinary.
