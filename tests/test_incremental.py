@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_postgres, make_sqlite, utc
@@ -166,14 +169,34 @@ def test_config_change_redoes_only_what_it_affects(charted):
     _, wd = charted
     before = wd.snapshot()
     run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
-    # Only the cumulative images change (and the 3-day window of the 10th needs the 8th extracted).
-    assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "extract_day",
-                               "prepare_report", "all"}
-    assert run.jobs()["render_cumulative"] == 4 and run.jobs()["extract_day"] == 1
+    # Only the cumulative images change. The 3-day window of the 10th reaches back to the 8th, which has
+    # no readings: its fingerprint says so, and nothing is extracted for it.
+    assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "prepare_report", "all"}
+    assert run.jobs()["render_cumulative"] == 4
     assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == REPORT_PAGES | {
-        "results/kv/range.json",
-        "results/fingerprints/2025-01-08.txt", "results/readings/date=2025-01-08/data.parquet",
-        "results/tables/hourly/date=2025-01-08/data.parquet", "results/tables/daily/date=2025-01-08/data.parquet"}
+        "results/kv/range.json", "results/fingerprints/2025-01-08.txt"}
+    assert Path(wd.path / "results/fingerprints/2025-01-08.txt").read_text().startswith("rows=0 ")
+
+
+def test_rows_arriving_on_an_empty_window_day_redo_the_heatmaps_that_show_it(charted):
+    db, wd = charted
+    three = ("--config", "cumulative_days=3")
+    wd.snakemake("--cores", "2", *three)
+    assert not (wd.path / "results/readings/date=2025-01-08").exists()
+    before = wd.snapshot()
+    db.insert([(utc(2025, 1, 8, 20, 0), "temperature", 7.5, "station-1")])  # noon PST on the 8th
+    run = wd.snakemake("--cores", "2", *three)
+    # The 8th is in the window of the 10th only (the range starts on the 10th).
+    assert run.jobs()["extract_day"] == 1 and run.jobs()["render_cumulative"] == 1
+    assert {p for p in changed(before, wd.snapshot()) if p.startswith("results/images/") and "/cumulative/" in p} == {
+        f"results/images/{s}/cumulative/2025-01-10.png" for s in SENSORS}
+    meta = json.loads((wd.path / "results/metadata/cumulative/2025-01-10.json").read_text())
+    temperature = next(m for m in meta if m["sensor_type"] == "temperature")
+    hourly = pd.read_parquet(wd.path / "results/tables/hourly")
+    in_window = hourly[hourly["local_date"].isin(["2025-01-08", "2025-01-09", "2025-01-10"])
+                       & (hourly["sensor"] == "temperature")]
+    assert temperature["data_points"] == int(in_window["count"].sum())
+    assert in_window[in_window["local_date"] == "2025-01-08"]["count"].sum() == 1
 
 
 def test_overlapping_run_skips_with_one_line(sqlite_db, tmp_path):

@@ -140,8 +140,14 @@ def database_input(wildcards):
 
 
 def window_hourly_tables(wildcards):
-    """Hourly tables of every day in the cumulative window ending on the wildcard's date."""
-    return [f"results/tables/hourly/date={d.isoformat()}/data.parquet" for d in PLAN.window_days(day_of(wildcards))]
+    """Hourly tables of the days with readings in the cumulative window ending on the wildcard's date.
+
+    A day without readings adds only an empty row to the heatmap, so it is not extracted for it (in a
+    backfill, half the extract jobs are such days before the range). When rows arrive for such a day, its
+    fingerprint changes, the input list with it, and Snakemake redoes the heatmaps (the "input" trigger).
+    """
+    days = PLAN.window_days(day_of(wildcards))
+    return [f"results/tables/hourly/date={d.isoformat()}/data.parquet" for d in days if FINGERPRINTS.has_rows(d)]
 
 
 def charts(folder, ext, labels, date="{date}"):

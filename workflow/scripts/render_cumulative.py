@@ -5,16 +5,21 @@ from pathlib import Path
 
 from sensorcharts.jobs import log, run, write_json_atomic
 
+HOURLY_COLUMNS = ["sensor", "local_date", "hour", "count", "mean"]  # what the heatmaps use
+
 
 def main(snakemake):
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from sensorcharts.charts import render_cumulative, sensors_from_config
     from sensorcharts.timegrid import parse_date, zone
 
     day = parse_date(snakemake.wildcards.date)
-    hourly = pd.concat([pq.read_table(p).to_pandas() for p in snakemake.input.hourly], ignore_index=True)
+    # Days without readings have no table here (see window_hourly_tables); a window of none is all "No data".
+    tables = [pq.read_table(p, columns=HOURLY_COLUMNS) for p in snakemake.input.hourly]
+    hourly = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=HOURLY_COLUMNS)
     paths = {Path(p).parts[-3]: p for p in snakemake.output.images}
     metas = render_cumulative(
         hourly,

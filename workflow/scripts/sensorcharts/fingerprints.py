@@ -142,3 +142,12 @@ class Refresher:
             write_changed(self.compute_block(days), self.folder)
             self.done.update(days)
         return f"{self.folder}/{day.isoformat()}.txt"
+
+    def has_rows(self, day: date) -> bool:
+        """Whether ``day`` has readings of the configured sensors (True when unknown: no fingerprint file)."""
+        path = Path(self.path(day))
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return True
+        return not text.startswith("rows=0 ")
