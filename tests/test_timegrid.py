@@ -8,6 +8,7 @@ import pytest
 from conftest import utc
 
 from sensorcharts.timegrid import (
+    alternation,
     clock_changes,
     day_bounds,
     hour_labels,
@@ -197,3 +198,15 @@ def test_clock_changes_of_a_change_day(zone_name, day, instant, text):
 @pytest.mark.parametrize(("tz", "day"), [(LA, ORDINARY), (LA, SPRING + timedelta(days=1)), (FIXED, FALL)])
 def test_no_clock_change_on_ordinary_days(tz, day):
     assert clock_changes(*day_bounds(day, tz), tz) == []
+
+
+def test_alternation_matches_exactly_its_words():
+    import re
+
+    dates = [d for d in irregular_days("America/Los_Angeles", 1970, 2030)]
+    pattern = re.compile(f"(?:{alternation(dates)})\\Z")
+    assert all(pattern.match(d) for d in dates)
+    near = ["2025-03-10", "2025-11-0", "2025-11-022", "1970-01-01", "2031-03-09", ""]
+    assert not any(pattern.match(d) for d in near)
+    assert len(alternation(dates)) < len("|".join(dates))  # factorized
+    assert re.fullmatch(alternation(["a", "ab", "abc", "b"]), "ab") and not re.fullmatch(alternation([]), "")

@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 from sensorcharts import fingerprints, publish, settings
 from sensorcharts.database import Source
-from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, parse_date
+from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
 settings.normalise(config)
 # Snakemake's own report of a schema violation prints the whole schema and config (passwords in a
@@ -42,9 +42,9 @@ _special_dates = [d for _, dates in _special.values() for d in dates]
 DAY_KINDS = {
     "ordinary": (
         tuple(f"T{h:02d}" for h in range(24)),
-        f"(?!{'|'.join(_special_dates)}){DATE_RE}" if _special_dates else DATE_RE,
+        f"(?!{alternation(_special_dates)}){DATE_RE}" if _special_dates else DATE_RE,
     ),
-    **{kind: (labels, "|".join(dates)) for kind, (labels, dates) in _special.items()},
+    **{kind: (labels, alternation(dates)) for kind, (labels, dates) in _special.items()},
 }
 
 try:

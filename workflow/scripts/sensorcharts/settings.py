@@ -147,8 +147,9 @@ class Plan:
         Returns ``{kind name: (labels, dates)}``; every other day is ordinary. Snakemake needs one rule per
         label set because a rule's outputs are fixed patterns, and DST days and today have other hours.
         """
+        # Up to today's year: later days cannot be charted (they have not begun).
         years = [d.year for d in self.days] + [self.today.year]
-        special = dict(irregular_days(self.tz.key, min(1970, *years), max(2100, *years)))
+        special = dict(irregular_days(self.tz.key, min(1970, *years), max(years)))
         special[self.today.isoformat()] = self.labels(self.today)
         by_labels: dict[tuple[str, ...], list[str]] = {}
         for day, labels in sorted(special.items()):

@@ -143,6 +143,31 @@ def irregular_days(tz_name: str, first_year: int = 1970, last_year: int = 2100) 
     return found
 
 
+def alternation(words) -> str:
+    """A regex matching exactly ``words`` (literal strings), factorized by common prefixes.
+
+    ``2025-03-09|2025-11-02`` becomes ``2025-(?:03-09|11-02)``: Snakemake matches every file of the DAG
+    against every output pattern, and a flat list of a century's DST dates in each pattern costs seconds.
+    """
+    words = sorted(set(words))
+    if not words:
+        return "(?!)"  # matches nothing
+    if words == [""]:
+        return ""
+    first = {}
+    for word in words:
+        first.setdefault(word[:1], []).append(word[1:])
+    branches = []
+    optional = False
+    for head, tails in first.items():
+        if head == "":
+            optional = True
+            continue
+        branches.append(("-" if head == "-" else re.escape(head)) + alternation(tails))
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if optional else body
+
+
 def local_today(tz: ZoneInfo, now: datetime) -> date:
     return now.astimezone(tz).date()
 
