@@ -82,7 +82,7 @@ def code_digest(script, *modules):
     "code" out) a change in, say, the plot style redoes exactly the rules whose code changed.
     """
     digest = hashlib.sha256((SCRIPTS / f"{script}.py").read_bytes())
-    for module in ("jobs", "timegrid") + modules:
+    for module in ("jobs", "timegrid", "atomic") + modules:
         digest.update((SCRIPTS / "sensorcharts" / f"{module}.py").read_bytes())
     return digest.hexdigest()[:16]
 

@@ -30,6 +30,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from . import atomic  # noqa: E402
 from .tables import Validity  # noqa: E402
 from .timegrid import clock_changes, day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
 
@@ -294,15 +295,7 @@ def heatmap_of(rows: int) -> Heatmap:
 
 def save_png(figure: Figure, path: str | os.PathLike, meta: ChartMeta) -> None:
     """Write the PNG under a temporary name and rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = png_bytes(figure, meta)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_bytes(path, png_bytes(figure, meta))
 
 
 class Track:

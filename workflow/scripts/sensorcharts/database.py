@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import atomic
+
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 BATCH_ROWS = 100_000
 DEFAULT_STATEMENT_TIMEOUT_S = 300.0
@@ -310,11 +312,8 @@ def extract_day(
         with database_errors(source):
             with_device = table_has_device(engine, source)
             schema = readings_schema(with_device)
-            out_path = Path(out_path)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
             rows = 0
-            try:
+            with atomic.replacing(out_path) as tmp:
                 # Dictionary encoding pays only for the repetitive text columns; on the near-unique times and
                 # values it costs most of the writer's CPU before falling back to plain encoding.
                 text_columns = [name for name in ("sensor", "device") if name in schema.names]
@@ -324,9 +323,6 @@ def extract_day(
                         if batch.num_rows:
                             writer.write_batch(batch)
                             rows += batch.num_rows
-                os.replace(tmp, out_path)
-            finally:
-                tmp.unlink(missing_ok=True)
             return rows
     finally:
         engine.dispose()

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from . import atomic
 
 DEMO_START = datetime(2025, 3, 1, 8, 0)  # 2025-03-01 00:00 PST, naive UTC
 DEMO_END = datetime(2025, 11, 11, 8, 0)  # 2025-11-11 00:00 PST
@@ -69,12 +70,8 @@ def synthetic_readings(seed: int = 42) -> dict[str, tuple[np.ndarray, np.ndarray
 
 def create_demo_database(path: str | os.PathLike, seed: int = 42) -> int:
     """Create the demo SQLite database at ``path`` (atomically); return the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
     rows = 0
-    try:
+    with atomic.replacing(path) as tmp:
         with sqlite3.connect(tmp) as db:
             db.executescript(SCHEMA)
             for sensor, (minutes, values) in synthetic_readings(seed).items():
@@ -87,7 +84,4 @@ def create_demo_database(path: str | os.PathLike, seed: int = 42) -> int:
                 rows += len(text)
             db.execute("CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at)")
         db.close()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return rows

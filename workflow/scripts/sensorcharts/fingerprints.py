@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from . import atomic
 from .database import Source, database_errors, sqlite_deadline, table_has_device
 from .timegrid import query_bounds
 
@@ -108,9 +109,7 @@ def write_changed(fingerprints: dict[str, str], folder: str | os.PathLike) -> li
                 continue
         except FileNotFoundError:
             pass
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(line)
-        os.replace(tmp, path)
+        atomic.write_text(path, line)
         written.append(day)
     return written
 

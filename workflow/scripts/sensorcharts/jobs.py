@@ -6,9 +6,9 @@ import json
 import logging
 import os
 import sys
-import threading
 import traceback
-from pathlib import Path
+
+from . import atomic
 
 log = logging.getLogger("sensorcharts")
 
@@ -59,11 +59,4 @@ def run_main(snakemake, script) -> int:
 
 def write_json_atomic(data, path: str | os.PathLike) -> None:
     """Write JSON under a temporary name (unique per process and thread) and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

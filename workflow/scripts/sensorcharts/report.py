@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from . import atomic
+
 INTERVALS = {"daily": "Daily", "hourly": "Hourly", "cumulative": "Cumulative"}
 GATEWAY = "https://ipfs.io/ipfs/"  # a public IPFS gateway for clickable links; the ipfs:// URL is shown too
 MISSING = "–"
@@ -299,11 +301,4 @@ def published_page(receipt_paths, sensors: dict, tz: ZoneInfo, charts_kept: bool
 
 
 def write_text_atomic(text: str, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_text(path, text)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -21,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import atomic
 from .timegrid import day_bounds, hour_slots, iso_local
 
 TS = pa.timestamp("us", tz="UTC")
@@ -187,11 +187,5 @@ def read_readings(path: str | os.PathLike) -> pd.DataFrame:
 
 def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     """Write Parquet under a temporary name and rename, so a crash never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic.replacing(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
