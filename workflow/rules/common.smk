@@ -103,6 +103,15 @@ def _fingerprint_block(days):
         raise SystemExit(f"sensor-charts: stopped before any job, nothing written: {exc}.") from None
 
 
+def _forget_listing(folder):
+    """Make Snakemake look at ``folder`` again: it caches directory listings while it builds the DAG, so a
+    fingerprint written after the folder was listed (a day outside the blocks, asked for by path, is
+    fingerprinted when the DAG reaches it) would otherwise look missing."""
+    listed = getattr(getattr(workflow.iocache, "exists_local", None), "has_inventory", None)
+    if listed is not None:
+        listed.discard(folder)
+
+
 # The demo database is an input file of its own (its mtime tells when it was recreated); a real
 # database is followed through per-day fingerprints, queried only by the main Snakemake process.
 FINGERPRINTS = fingerprints.Refresher(
@@ -111,6 +120,7 @@ FINGERPRINTS = fingerprints.Refresher(
     blocks=[PLAN.with_windows(PLAN.recent_days), PLAN.with_windows(PLAN.days)],
     window=PLAN.window,
     active=workflow.is_main_process and not settings.uses_demo_database(config),
+    after_write=_forget_listing,
 )
 
 

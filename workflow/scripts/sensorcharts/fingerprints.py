@@ -124,8 +124,10 @@ class Refresher:
     the files already written.
     """
 
-    def __init__(self, compute_block, folder: str, blocks: list[list[date]], window: int, active: bool):
+    def __init__(self, compute_block, folder: str, blocks: list[list[date]], window: int, active: bool,
+                 after_write=None):
         self.compute_block = compute_block
+        self.after_write = after_write  # called with the folder whenever files were written
         self.folder = folder
         self.blocks = [set(b) for b in blocks]
         self.window = window
@@ -138,8 +140,10 @@ class Refresher:
             if block is None:
                 block = {day - timedelta(days=i) for i in range(self.window)}
             days = sorted(block - self.done)
-            write_changed(self.compute_block(days), self.folder)
+            written = write_changed(self.compute_block(days), self.folder)
             self.done.update(days)
+            if written and self.after_write is not None:
+                self.after_write(self.folder)
         return f"{self.folder}/{day.isoformat()}.txt"
 
     def has_rows(self, day: date) -> bool:
