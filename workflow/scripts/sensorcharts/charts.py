@@ -309,7 +309,8 @@ class Track:
     def __init__(self, t_us: np.ndarray, y: np.ndarray, valid: np.ndarray, out_of_range: np.ndarray,
                  devices: list[tuple[str, np.ndarray]]):
         self.t_us, self.y, self.dropped, self.out_of_range = t_us, np.where(valid, y, np.nan), ~valid, out_of_range
-        self.devices = devices  # (label, positions) per device, only when there are several
+        # (label, times, values) per device, only when there are several: cut per chart, gathered once.
+        self.devices = [(label, self.t_us[positions], self.y[positions]) for label, positions in devices]
 
     def _range(self, lo_us: int, hi_us: int) -> tuple[int, int]:
         a, b = np.searchsorted(self.t_us, [lo_us, hi_us], side="left")
@@ -321,11 +322,10 @@ class Track:
             a, b = self._range(lo_us, hi_us)
             return [(None, (self.t_us[a:b] - origin_us) / 1e6, self.y[a:b])]
         out = []
-        for label, positions in self.devices:
-            t = self.t_us[positions]
+        for label, t, y in self.devices:
             a, b = np.searchsorted(t, [lo_us, hi_us], side="left")
             if b > a:
-                out.append((label, (t[a:b] - origin_us) / 1e6, self.y[positions[a:b]]))
+                out.append((label, (t[a:b] - origin_us) / 1e6, y[a:b]))
         if len(out) <= 1:  # one device in this period: no legend
             return [(None, *out[0][1:])] if out else [(None, np.empty(0), np.empty(0))]
         return out

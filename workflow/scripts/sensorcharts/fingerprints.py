@@ -133,6 +133,7 @@ class Refresher:
         self.window = window
         self.active = active
         self.done: set[date] = set()
+        self.lines: dict[str, str] = {}  # what this invocation computed, so has_rows reads no file
 
     def path(self, day: date) -> str:
         if self.active and day not in self.done:
@@ -140,7 +141,9 @@ class Refresher:
             if block is None:
                 block = {day - timedelta(days=i) for i in range(self.window)}
             days = sorted(block - self.done)
-            written = write_changed(self.compute_block(days), self.folder)
+            computed = self.compute_block(days)
+            self.lines.update(computed)
+            written = write_changed(computed, self.folder)
             self.done.update(days)
             if written and self.after_write is not None:
                 self.after_write(self.folder)
@@ -149,8 +152,10 @@ class Refresher:
     def has_rows(self, day: date) -> bool:
         """Whether ``day`` has readings of the configured sensors (True when unknown: no fingerprint file)."""
         path = Path(self.path(day))
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return True
+        text = self.lines.get(day.isoformat())
+        if text is None:  # inactive (demo database, cluster job): the main process wrote the file, if any
+            try:
+                text = path.read_text()
+            except FileNotFoundError:
+                return True
         return not text.startswith("rows=0 ")

@@ -207,11 +207,10 @@ def clock_changes(start: datetime, end: datetime, tz: ZoneInfo) -> list[ClockCha
     """Every offset change of ``tz`` in ``[start, end)``, found to the second (half-hour zones included)."""
     changes = []
     second = timedelta(seconds=1)
+    last = end - second  # the last probe point inside the period
     lo = start
-    while lo < end:
-        hi = min(lo + HOUR, end - second) if lo < end - second else end  # probe points, last one inside
-        if hi >= end:
-            break
+    while lo < last:
+        hi = min(lo + HOUR, last)
         old, new = lo.astimezone(tz).utcoffset(), hi.astimezone(tz).utcoffset()
         if old != new:  # narrow to the first second with the new offset
             a, b = lo, hi
