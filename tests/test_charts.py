@@ -20,9 +20,12 @@ from sensorcharts.charts import (
     break_gaps,
     day_ticks,
     decimate,
+    heatmap_of,
     hour_matrix,
+    line_chart,
     render_cumulative,
     render_day,
+    warm_up,
 )
 from sensorcharts.database import readings_schema
 from sensorcharts.tables import aggregate
@@ -326,6 +329,26 @@ def test_chart_bytes_do_not_depend_on_what_was_drawn_before(tmp_path, fall_rows)
     render_day(frame, FALL, LA, SENSORS, both, {})
     render_day(frame, FALL, LA, SENSORS, alone, {})
     assert Path(both["humidity"]).read_bytes() == Path(alone["humidity"]).read_bytes()
+
+
+def test_warm_up_leaves_no_trace_in_later_charts(tmp_path, fall_rows):
+    """The warm job server draws once before forking jobs (charts.warm_up): the charts its jobs then draw
+    must be the bytes that fresh figures give, daily, hourly and heatmap alike."""
+    frame = readings_frame(fall_rows)
+    days = [date(2025, 11, 1), FALL]
+    hourly_table = _hourly_of({days[0]: minute_rows(days[0], LA, every_minutes=20), days[1]: fall_rows})
+    outputs = []
+    for run in ("fresh", "warmed"):
+        line_chart.cache_clear()
+        heatmap_of.cache_clear()
+        if run == "warmed":
+            warm_up(window_days=2)
+        daily, hourly = png_paths(tmp_path / run, FALL, ["temperature", "humidity"], ["2025-11-02T01_2"])
+        render_day(frame, FALL, LA, SENSORS, daily, hourly)
+        render_cumulative(hourly_table, FALL, LA, 2, SENSORS, {"humidity": str(tmp_path / run / "cumulative.png")})
+        outputs.append({p.relative_to(tmp_path / run): p.read_bytes() for p in (tmp_path / run).rglob("*.png")})
+    assert len(outputs[0]) == 5
+    assert outputs[0] == outputs[1]
 
 
 def test_empty_day_renders_with_zero_points(tmp_path):

@@ -293,6 +293,26 @@ def heatmap_of(rows: int) -> Heatmap:
     return Heatmap(rows)
 
 
+def warm_up(window_days: int = 30) -> None:
+    """Build this process's figures and draw each once, in memory, so that the next chart starts warm.
+
+    For a process that forks jobs (sensorcharts.warm): a first chart costs ~25 ms more than the next ones
+    (figure and tick artists, font loading, text layout caches, the PNG encoder's import). Every draw sets
+    all it shows, so what is drawn here never reaches a later chart.
+    """
+    meta = ChartMeta("warm-up.png", "warm-up", "daily", "1970-01-01", 0, "", "")
+    chart = line_chart()
+    x = np.linspace(0.0, 3600.0, 61)
+    chart.draw([(None, x, np.sin(x / 600.0))], (0.0, 3600.0), [(0.0, "00:00"), (1800.0, "00:30")],
+               "Local time (UTC)", "value", "warm-up")
+    png_bytes(chart.figure, meta)
+    heatmap = heatmap_of(window_days)
+    days = [date(1970, 1, 1) + timedelta(days=i) for i in range(window_days)]
+    heatmap.draw(np.arange(window_days * 24, dtype=float).reshape(window_days, 24), days,
+                 Sensor("warm-up", "Warm-up", "", Validity()), "warm-up", "Local hour (UTC)")
+    png_bytes(heatmap.figure, meta)
+
+
 def save_png(figure: Figure, path: str | os.PathLike, meta: ChartMeta) -> None:
     """Write the PNG under a temporary name and rename it."""
     atomic.write_bytes(path, png_bytes(figure, meta))
