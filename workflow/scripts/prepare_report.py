@@ -1,11 +1,12 @@
 """The report's own pages for the requested days: chart labels, statistics tables, receipts, chart links."""
 
-from sensorcharts import report
 from sensorcharts.jobs import log, run, write_json_atomic
-from sensorcharts.timegrid import zone
 
 
 def main(snakemake):
+    from sensorcharts import report
+    from sensorcharts.timegrid import zone
+
     tz = zone(snakemake.params.timezone)
     sensors = snakemake.params.sensors
     index = report.chart_index(snakemake.input.metadata, tz)
@@ -28,4 +29,4 @@ def main(snakemake):
 
 
 if "snakemake" in globals():
-    run(snakemake, main)  # noqa: F821
+    run(snakemake, "prepare_report")  # noqa: F821

@@ -22,8 +22,6 @@ def run(snakemake, script) -> None:
     """
     from . import warm
 
-    if callable(script):  # a script that has not moved its imports into main: run it here
-        sys.exit(run_main(snakemake, script))
     if warm.enabled():
         try:
             sys.exit(warm.call(snakemake, script))
@@ -45,7 +43,7 @@ def run_main(snakemake, script) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        main = script if callable(script) else importlib.import_module(script).main
+        main = importlib.import_module(script).main
         main(snakemake)
     except Exception as exc:  # the job's one-line reason; the details stay in its log
         log.error("%s", "".join(traceback.format_exception(exc)))
