@@ -3,6 +3,7 @@
 
 import hashlib
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
@@ -188,3 +189,24 @@ def requested_receipts(wildcards=None):
 def recent_receipts(wildcards=None):
     """Receipts of today and the look-back days: what the cron target keeps up to date."""
     return [r for day in PLAN.recent_days for r in receipts_of_day(day)]
+
+
+def _stop_rate_limiter_timers(log):
+    """End the run without waiting for Snakemake's job-rate timers.
+
+    Snakemake's scheduler (9.x, default --max-jobs-per-timespan 100/1s) re-arms a one-second, non-daemon
+    threading.Timer on every scheduling round, and the interpreter waits for the last ones before exiting:
+    every run that executed a job ended ~1 s after its last job (a fifth of a cron update). Once the run is
+    over they have nothing left to wake. The workflow's own code starts no timers in this process.
+    """
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+
+
+onsuccess:
+    _stop_rate_limiter_timers(log)
+
+
+onerror:
+    _stop_rate_limiter_timers(log)
