@@ -7,6 +7,7 @@ started by ``pgserver``; each test gets a database of its own, created and dropp
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import sys
 import uuid
@@ -30,6 +31,29 @@ CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
 """
 
 Row = tuple  # (recorded_at: aware datetime, sensor_type, value, device_id)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_job_server(tmp_path_factory):
+    """The tests' workflow runs get a warm job server (sensorcharts.warm) of their own: its socket goes in a
+    runtime folder of this session (under pytest's base folder, which pytest prunes), and whatever runs from
+    that folder is stopped at the end, so no server is shared with the user's runs or left idling after the
+    tests. test_warm.py's rigs use folders of their own."""
+    folder = str(tmp_path_factory.mktemp("runtime"))
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = folder
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = previous
+    needle = folder.encode() + b"/"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGTERM)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
 
 
 def utc(*args) -> datetime:
