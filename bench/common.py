@@ -31,7 +31,7 @@ WORKFLOW = Path(os.environ.get(SNAPSHOT_VARIABLE) or REPO)
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "environment.yml")
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(WORKFLOW / "workflow" / "scripts"))
-from workflow_runner import Run  # noqa: E402  (its jobs() parses Snakemake's "Job stats" table)
+from workflow_runner import Run, stop_processes_naming  # noqa: E402  (Run.jobs() parses "Job stats")
 
 TZ = ZoneInfo("America/Los_Angeles")
 NOW = datetime(2025, 6, 30, 19, 0, tzinfo=timezone.utc)  # 12:00 PDT on 2025-06-30: "today" of the benchmarks
@@ -200,23 +200,6 @@ def private_runtime(folder: Path) -> Iterator[dict]:
     finally:
         RUNTIME_DIR = None
         state["stopped"] = stop_processes_naming(folder)
-
-
-def stop_processes_naming(folder: Path) -> list[int]:
-    """SIGTERM every process (but this one) whose command line names a path in ``folder``; return their pids."""
-    import signal
-
-    needle, pids = str(folder).encode() + b"/", []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc / "cmdline").read_bytes():
-                os.kill(int(proc.name), signal.SIGTERM)
-                pids.append(int(proc.name))
-        except (OSError, ProcessLookupError):
-            continue
-    return pids
 
 
 def write_config(wd: Path, **overrides) -> dict:

@@ -7,7 +7,6 @@ started by ``pgserver``; each test gets a database of its own, created and dropp
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import sys
 import uuid
@@ -15,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from workflow_runner import stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
@@ -47,13 +48,7 @@ def session_job_server(tmp_path_factory):
         os.environ.pop("XDG_RUNTIME_DIR", None)
     else:
         os.environ["XDG_RUNTIME_DIR"] = previous
-    needle = folder.encode() + b"/"
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle in (proc / "cmdline").read_bytes():
-                os.kill(int(proc.name), signal.SIGTERM)
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
+    stop_processes_naming(Path(folder))
 
 
 def utc(*args) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -85,3 +86,18 @@ class Workdir:
             for p in self.path.glob(pattern)
             if p.is_file()
         }
+
+
+def stop_processes_naming(folder: Path) -> list[int]:
+    """SIGTERM every process (but this one) whose command line names a path in ``folder``; return their pids."""
+    needle, pids = str(folder).encode() + b"/", []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGTERM)
+                pids.append(int(proc.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return pids

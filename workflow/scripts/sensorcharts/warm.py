@@ -249,12 +249,10 @@ def serve(path: str) -> None:
         while children or time.monotonic() - last_active < IDLE_EXIT_S:
             for key, _ in selector.select(timeout=1.0):
                 if key.fileobj == wake_r:
-                    while True:  # drain: one byte per signal
-                        try:
-                            if not os.read(wake_r, 512):
-                                break
-                        except BlockingIOError:
-                            break
+                    try:  # one byte per signal; any left over wakes the next select
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
                 elif key.fileobj is listener:
                     conn, _ = listener.accept()
                     try:
