@@ -1,7 +1,7 @@
-"""The warm fork server (sensorcharts/warm.py) and how ``sensorcharts.jobs.run`` hands it jobs.
+"""The warm fork server (sensorcharts/warm.py) and how ``sensorcharts.jobs.run_step`` hands it jobs.
 
 Every test runs real job clients, ``python`` processes that build Snakemake's own containers and call
-``sensorcharts.jobs.run`` as a ``script:`` job does, against real servers on real Unix sockets. Nothing of
+``sensorcharts.jobs.run_step`` as a rule's ``run:`` block does, against real servers on real Unix sockets. Nothing of
 the project is mocked. Each test gets a short runtime folder of its own (``XDG_RUNTIME_DIR`` and ``TMPDIR``,
 where warm.py puts its sockets), so it never meets a server of another run on the machine, and a finalizer
 kills every process whose command line names that folder: the servers, the jobs they fork (a fork keeps
@@ -30,35 +30,50 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
 DEADLINE_S = 90.0  # generous: a server imports pandas, pyarrow, … on a busy 2-core machine
 
-# A Snakemake `script:` job in miniature: Snakemake's own containers, then sensorcharts.jobs.run.
+# A rule's `run:` block in miniature, as Snakemake runs one: sensorcharts.jobs.run_step in a worker thread
+# with Snakemake's own containers, the main thread waiting for it; on Ctrl-C the main thread stops waiting
+# for new work but still joins the worker (Snakemake's executor shuts its thread pool down). The client's
+# exit status is the job's (StepFailed carries it), or 130 when interrupted.
 CLIENT = textwrap.dedent(
     '''
     import json
     import sys
+    import threading
+    import time
 
-    from snakemake.iocontainers import InputFiles, Log, Namedlist, OutputFiles, Params, Wildcards
+    from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, Wildcards
 
-    from sensorcharts.jobs import run
+    from sensorcharts.jobs import StepFailed, run_step, stop_jobs_on_interrupt
 
     with open(sys.argv[1], encoding="utf-8") as f:
         spec = json.load(f)
+    stop_jobs_on_interrupt()
+    result = {}
 
 
-    class Snakemake:
-        """The object Snakemake puts in a script's globals."""
+    def job():
+        try:
+            run_step(spec["script"], spec["rule"], InputFiles(fromdict=spec["input"]),
+                     OutputFiles(fromdict=spec["output"]), Params(fromdict=spec["params"]),
+                     Wildcards(fromdict=spec["wildcards"]), Log(fromdict=spec["log"]), spec["config"])
+            result["status"] = 0
+        except StepFailed as exc:
+            print(exc, file=sys.stderr)
+            result["status"] = exc.status
+        except KeyboardInterrupt:
+            result["status"] = "interrupted"
 
 
-    snakemake = Snakemake()
-    snakemake.input = InputFiles(fromdict=spec["input"])
-    snakemake.output = OutputFiles(fromdict=spec["output"])
-    snakemake.log = Log(fromdict=spec["log"])
-    snakemake.params = Params(fromdict=spec["params"])
-    snakemake.wildcards = Wildcards(fromdict=spec["wildcards"])
-    snakemake.resources = Namedlist(fromdict={"_cores": 1, "_nodes": 1})
-    snakemake.threads = 1
-    snakemake.rule = spec["rule"]
-    snakemake.config = spec["config"]
-    run(snakemake, spec["script"])
+    worker = threading.Thread(target=job)
+    worker.start()
+    try:
+        while worker.is_alive():  # Snakemake's scheduler loop; a join interrupted by Ctrl-C would not join again
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        worker.join()
+        print(f"client interrupted, job {result.get('status')}", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result["status"])
     '''
 )
 
@@ -95,7 +110,7 @@ PROBE = textwrap.dedent(
                 "input": Path(snakemake.input.data).read_text(encoding="utf-8"),
                 "inputs": list(snakemake.input), "outputs": list(snakemake.output),
                 "params": {"mode": snakemake.params.mode, "numbers": snakemake.params.numbers},
-                "wildcards": [snakemake.wildcards.name, snakemake.wildcards.date], "threads": snakemake.threads,
+                "wildcards": [snakemake.wildcards.name, snakemake.wildcards.date],
                 "rule": snakemake.rule, "config": snakemake.config, "cwd": os.getcwd(),
                 "env": os.environ.get("WARM_PROBE_VALUE"), "log": list(snakemake.log),
             }
@@ -248,7 +263,7 @@ class Rig:
               config: dict | None = None, **env: str) -> Client:
         spec = {"script": script, "rule": rule, "input": input or {},
                 "output": output if output is not None else {"result": f"out/{name}.json"},
-                "log": {"log": f"logs/{name}.log"}, "params": params,
+                "log": {"log": f"logs/{name}.log", "benchmark": f"bench/{name}.tsv"}, "params": params,
                 "wildcards": wildcards if wildcards is not None else {"name": name}, "config": config or {}}
         spec_path = self.clients_dir / f"{name}.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -351,15 +366,15 @@ def test_job_through_server_gives_the_in_process_result(rig):
     # The same job object, working directory, environment, … apart from the job's own file names.
     assert warm_result.pop("outputs") == ["out/warm.json", "out/warm.where.json"]
     assert local_result.pop("outputs") == ["out/local.json", "out/local.where.json"]
-    assert warm_result.pop("log") == ["logs/warm.log"]
-    assert local_result.pop("log") == ["logs/local.log"]
+    assert warm_result.pop("log") == ["logs/warm.log", "bench/warm.tsv"]
+    assert local_result.pop("log") == ["logs/local.log", "bench/local.tsv"]
     assert warm_result == local_result
     assert warm_result["cwd"] == str(rig.jobdir)
 
-    # Where each ran: the local job in its own interpreter, the warm one in a child of the server, which
-    # had imported pandas already.
+    # Where each ran: the local job in a fresh interpreter started by the client, the warm one in a child
+    # of the server, which had imported pandas already.
     local_where, warm_where = _json(out / "local.where.json"), _json(out / "warm.where.json")
-    assert local_where["pid"] == local.proc.pid and not local_where["pandas_loaded"]
+    assert local_where["ppid"] == local.proc.pid and not local_where["pandas_loaded"]
     (server,) = rig.servers()
     assert warm_where["ppid"] == server and warm_where["pid"] != warm.proc.pid and warm_where["pandas_loaded"]
     # The job's stdout, stderr and log are the client's.
@@ -377,7 +392,7 @@ def test_job_through_server_gives_the_in_process_result(rig):
     assert rig.sockets() == [rig.socket_path()]
 
 
-@pytest.mark.parametrize("warm", [True, False], ids=["warm", "in-process"])
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-interpreter"])
 def test_failing_job_fails_its_client_with_the_jobs_message(rig, warm):
     env = {} if warm else {"SENSORCHARTS_WARM": "0"}
     failed = rig.run("failed", {"mode": "fail", "reason": "sensor 7 exploded"}, **env)
@@ -524,6 +539,55 @@ def test_killed_client_kills_its_job_before_it_writes_more(rig):
     assert partial.read_bytes() == written and not written.endswith(b"end\n")
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "fresh-interpreter"])
+def test_ctrl_c_of_the_waiting_side_ends_the_job_at_once(rig, warm):
+    """SIGINT of Snakemake's process (Ctrl-C) ends its jobs' processes, though a child of the warm server is
+    in no terminal's process group; Snakemake then sees the job as interrupted, not as failed."""
+    env = {} if warm else {"SENSORCHARTS_WARM": "0"}
+    out = rig.jobdir / "out"
+    started, release = rig.jobdir / "started.json", rig.jobdir / "release"
+    partial, final = out / ".big.dat.partial", out / "big.dat"
+    job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
+                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"},
+                    **env)
+    where = wait_for(lambda: started.exists() and _json(started), "the job to start")
+    assert where["ppid"] != job.proc.pid if warm else where["ppid"] == job.proc.pid
+    wait_for(lambda: partial.exists() and partial.stat().st_size > 200, "the job to write")
+
+    job.proc.send_signal(signal.SIGINT)  # to the client only: a warm job's process gets no signal of its own
+    assert job.wait() == 130
+    # The job's thread ended with KeyboardInterrupt, which Snakemake takes as an interrupted job.
+    assert "client interrupted, job interrupted" in job.stderr
+    wait_for(lambda: not alive(where["pid"]) and not alive(where["helper"]),
+             "the job and the process it started to be killed")
+    release.touch()
+    assert "failed (exit status" not in job.stderr  # interrupted, not reported as a failure
+    assert not final.exists()
+
+
+def test_a_job_writes_its_benchmark_in_snakemakes_columns(rig):
+    """A log entry named ``benchmark`` gets the job process's own resource use (Snakemake's ``benchmark:``
+    would measure Snakemake's process, where the run: block only waits)."""
+    (rig.jobdir / "in.txt").write_text("input text\n", encoding="utf-8")
+    for name, env in (("warm", {}), ("cold", {"SENSORCHARTS_WARM": "0"})):
+        job = rig.run(name, {"mode": "write", "numbers": [1]}, input={"data": "in.txt"},
+                      output={"result": f"out/{name}.json", "where": f"out/{name}.where.json"},
+                      wildcards={"name": name, "date": "2025-06-01"}, **env)
+        # rig.run gives every job the log "logs/<name>.log"; this one also names a benchmark file.
+        assert job.proc.returncode == 0, job.stderr
+    failed = rig.start("failed", {"mode": "fail", "reason": "no benchmark"})
+    assert failed.wait() == 1
+    for name in ("warm", "cold"):
+        header, row = (rig.jobdir / "bench" / f"{name}.tsv").read_text().splitlines()
+        assert header.split("\t") == ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out",
+                                       "mean_load", "cpu_time"]
+        values = dict(zip(header.split("\t"), row.split("\t")))
+        assert 0 < float(values["s"]) < DEADLINE_S and values["h:m:s"].count(":") == 2
+        assert float(values["max_rss"]) > 10  # MB: a Python process with its imports
+        assert float(values["cpu_time"]) > 0 and float(values["io_out"]) >= 0
+    assert not (rig.jobdir / "bench" / "failed.tsv").exists()  # as Snakemake: no benchmark of a failed job
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (5) SENSORCHARTS_WARM=0
 # ---------------------------------------------------------------------------------------------------------
@@ -533,20 +597,20 @@ def test_warm_off_runs_the_job_in_its_own_process_and_starts_no_server(rig):
     local = _write_job(rig, "local", SENSORCHARTS_WARM="0")
     assert local.proc.returncode == 0, local.stderr
     where = _json(rig.jobdir / "out" / "local.where.json")
-    assert where["pid"] == local.proc.pid and not where["pandas_loaded"]
+    assert where["ppid"] == local.proc.pid and not where["pandas_loaded"]
     assert list(rig.runtime.iterdir()) == []  # no socket, no lock file
     assert not processes_naming(str(rig.runtime))
 
 
-def test_unreachable_server_falls_back_to_running_in_process(rig):
+def test_unreachable_server_falls_back_to_a_fresh_interpreter(rig):
     # A runtime folder so deep that its socket path exceeds what Unix sockets allow (~107 bytes).
     deep = rig.runtime / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     local = _write_job(rig, "deep", XDG_RUNTIME_DIR=str(deep))
     assert local.proc.returncode == 0, local.stderr
-    assert "probe: running in this process (cannot reach" in local.stderr
+    assert "probe: running in a process of its own (cannot reach" in local.stderr
     where = _json(rig.jobdir / "out" / "deep.where.json")
-    assert where["pid"] == local.proc.pid  # ran in the client itself, and still did the job
+    assert where["ppid"] == local.proc.pid  # ran in a fresh interpreter, and still did the job
     assert _json(rig.jobdir / "out" / "deep.json")
     assert not rig.servers()
 

@@ -13,6 +13,7 @@ from snakemake.utils import validate
 
 from sensorcharts import fingerprints, publish, settings
 from sensorcharts.database import Source
+from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
 settings.normalise(config)
@@ -73,6 +74,8 @@ DB_PARAMS = {
     if k not in ("url", "statement_timeout_seconds", "connect_timeout_seconds")
 }
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# Every rule's run: block hands its job to a process of its own (sensorcharts/jobs.py); Ctrl-C ends them.
+stop_jobs_on_interrupt()
 
 
 def code_digest(script, *modules):
@@ -202,6 +205,22 @@ def _stop_rate_limiter_timers(log):
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
+
+
+def _warn_if_jobs_spawn_snakemake():
+    """Rules hand their jobs over from a run: block (sensorcharts.jobs), which Snakemake runs in a thread
+    of its own process only with force-use-threads (set by the workflow profile); otherwise each job
+    starts a Snakemake of its own, which parses the workflow again: ~2 s a job, and no error."""
+    if not workflow.use_threads:
+        print(
+            "sensor-charts: force-use-threads is off (the workflow profile sets it), so every job starts a "
+            "Snakemake of its own (~2 s each); use the profile or pass --force-use-threads.",
+            file=sys.stderr,
+        )
+
+
+onstart:
+    _warn_if_jobs_spawn_snakemake()
 
 
 onsuccess:

@@ -5,7 +5,5 @@ rule create_demo_database:
         seed=config["demo"]["seed"],
     log:
         "logs/create_demo_database.log",
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/create_demo_database.py"
+    run:
+        run_step("create_demo_database", rule, input, output, params, wildcards, log, config)

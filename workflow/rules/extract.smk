@@ -17,9 +17,6 @@ rule extract_day:
         source=DB_PARAMS,
     log:
         "logs/extract_day/{date}.log",
-    benchmark:
-        "benchmarks/extract_day/{date}.tsv"
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/extract_day.py"
+        benchmark="benchmarks/extract_day/{date}.tsv",
+    run:
+        run_step("extract_day", rule, input, output, params, wildcards, log, config)

@@ -25,10 +25,8 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             pinata=1,
         log:
             "logs/upload_day/{date}.log",
-        conda:
-            "../../environment.yml"
-        script:
-            "../scripts/upload_charts.py"
+        run:
+            run_step("upload_charts", rule, input, output, params, wildcards, log, config)
 
 
 rule upload_cumulative:
@@ -44,10 +42,8 @@ rule upload_cumulative:
         pinata=1,
     log:
         "logs/upload_cumulative/{date}.log",
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/upload_charts.py"
+    run:
+        run_step("upload_charts", rule, input, output, params, wildcards, log, config)
 
 
 rule publish_range:
@@ -62,10 +58,8 @@ rule publish_range:
         kv=1,
     log:
         "logs/publish_index/range.log",
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/publish_index.py"
+    run:
+        run_step("publish_index", rule, input, output, params, wildcards, log, config)
 
 
 rule publish_recent:
@@ -80,7 +74,5 @@ rule publish_recent:
         kv=1,
     log:
         "logs/publish_index/recent.log",
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/publish_index.py"
+    run:
+        run_step("publish_index", rule, input, output, params, wildcards, log, config)

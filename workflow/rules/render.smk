@@ -19,12 +19,9 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             sensors=config["sensors"],
         log:
             "logs/render_day/{date}.log",
-        benchmark:
-            "benchmarks/render_day/{date}.tsv"
-        conda:
-            "../../environment.yml"
-        script:
-            "../scripts/render_day.py"
+            benchmark="benchmarks/render_day/{date}.tsv",
+        run:
+            run_step("render_day", rule, input, output, params, wildcards, log, config)
 
 
 rule render_cumulative:
@@ -40,9 +37,6 @@ rule render_cumulative:
         window=config["cumulative_days"],
     log:
         "logs/render_cumulative/{date}.log",
-    benchmark:
-        "benchmarks/render_cumulative/{date}.tsv"
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/render_cumulative.py"
+        benchmark="benchmarks/render_cumulative/{date}.tsv",
+    run:
+        run_step("render_cumulative", rule, input, output, params, wildcards, log, config)

@@ -61,7 +61,5 @@ rule prepare_report:
         charts_kept=not DELETE_CHARTS,
     log:
         "logs/prepare_report.log",
-    conda:
-        "../../environment.yml"
-    script:
-        "../scripts/prepare_report.py"
+    run:
+        run_step("prepare_report", rule, input, output, params, wildcards, log, config)

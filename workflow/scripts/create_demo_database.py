@@ -1,6 +1,6 @@
 """Create the synthetic demo SQLite database (see sensorcharts.demo)."""
 
-from sensorcharts.jobs import log, run
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
@@ -9,6 +9,3 @@ def main(snakemake):
     rows = create_demo_database(snakemake.output[0], seed=snakemake.params.seed)
     log.info("wrote %d readings to %s", rows, snakemake.output[0])
 
-
-if "snakemake" in globals():
-    run(snakemake, "create_demo_database")  # noqa: F821

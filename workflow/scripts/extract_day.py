@@ -1,6 +1,6 @@
 """Extract one local day of readings from the database to Parquet, then its hourly and daily tables."""
 
-from sensorcharts.jobs import log, run
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
@@ -28,6 +28,3 @@ def main(snakemake):
     write_atomic(daily, snakemake.output.daily)
     log.info("%s: %d hourly rows, %d daily rows", day, hourly.num_rows, daily.num_rows)
 
-
-if "snakemake" in globals():
-    run(snakemake, "extract_day")  # noqa: F821

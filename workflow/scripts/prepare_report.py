@@ -1,6 +1,6 @@
 """The report's own pages for the requested days: chart labels, statistics tables, receipts, chart links."""
 
-from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.jobs import log, write_json_atomic
 
 
 def main(snakemake):
@@ -27,6 +27,3 @@ def main(snakemake):
     log.info("%d charts labelled, %d linked for the report, %d receipts", len(index), linked,
              len(snakemake.input.receipts))
 
-
-if "snakemake" in globals():
-    run(snakemake, "prepare_report")  # noqa: F821

@@ -1,6 +1,6 @@
 """Index uploaded charts in Cloudflare KV (dated keys and `latest`), keeping a record under results/kv/."""
 
-from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.jobs import log, write_json_atomic
 
 
 def main(snakemake):
@@ -20,6 +20,3 @@ def main(snakemake):
     write_json_atomic(record, snakemake.output.index)
     log.info("%d KV keys %s", record["keys"], "written" if record["written_to_kv"] else "recorded only")
 
-
-if "snakemake" in globals():
-    run(snakemake, "publish_index")  # noqa: F821

@@ -3,7 +3,7 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.jobs import log, write_json_atomic
 
 HOURLY_COLUMNS = ["sensor", "local_date", "hour", "count", "mean"]  # what the heatmaps use
 
@@ -32,6 +32,3 @@ def main(snakemake):
     write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
     log.info("%s: %d cumulative images over %d days", day, len(metas), snakemake.params.window)
 
-
-if "snakemake" in globals():
-    run(snakemake, "render_cumulative")  # noqa: F821

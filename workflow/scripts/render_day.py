@@ -3,7 +3,7 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from sensorcharts.jobs import log, run, write_json_atomic
+from sensorcharts.jobs import log, write_json_atomic
 
 
 def main(snakemake):
@@ -26,6 +26,3 @@ def main(snakemake):
     write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
     log.info("%s: %d images", day, len(metas))
 
-
-if "snakemake" in globals():
-    run(snakemake, "render_day")  # noqa: F821

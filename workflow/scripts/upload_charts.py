@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from sensorcharts.jobs import log, run
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
@@ -30,6 +30,3 @@ def main(snakemake):
     )
     log.info("%d charts: %s", len(charts), counts)
 
-
-if "snakemake" in globals():
-    run(snakemake, "upload_charts")  # noqa: F821

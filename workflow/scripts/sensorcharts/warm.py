@@ -1,21 +1,22 @@
 """A warm fork server, so a Snakemake job skips Python's heavy imports (pandas, pyarrow, matplotlib, …).
 
-A ``script:`` job normally spends 0.4–0.9 s importing before it does any work; a render job of a whole day
-takes ~5 s, the other jobs well under a second of real work. Here the job's script (which imports only
-this light module) sends its ``snakemake`` object to a server that imported everything once, and the server
-forks one child per job. The child is a separate process, as a job would be: it gets the job's working
-directory, environment, stdout and stderr (passed as file descriptors over the Unix socket), runs the
-step function and exits with its status, which the job's script exits with in turn.
+A fresh interpreter spends 0.4–0.9 s importing before a job does any work; a render job of a whole day
+takes ~5 s, the other jobs well under a second of real work. Here a rule's ``run:`` block (jobs.run_step,
+in Snakemake's process, which imports only this light module) sends its job to a server that imported
+everything once, and the server forks one child per job. The child is a separate process, as a job would
+be: it gets the job's working directory, environment, stdout and stderr (passed as file descriptors over
+the Unix socket), runs the workflow script's ``main`` and exits with its status, which the job takes.
 
 * One server per machine user and code version: the socket name holds a digest of this package and the
   Python executable, so changed code starts a new server and the old one exits once idle (``IDLE_EXIT_S``).
-* A job killed while waiting (kill -9 of Snakemake, a cancelled cluster job) closes its connection; the
-  server then kills the job's child at once, so nothing keeps writing behind a new run's back.
+* A job whose waiting end goes away (kill -9 of Snakemake, a cancelled cluster job, a run interrupted with
+  Ctrl-C) closes its connection; the server then kills the job's child at once, so nothing keeps writing
+  behind a new run's back.
 * The server never runs a job itself and starts no threads of its own (pyarrow's allocator may keep a
   background thread, which holds no lock a child needs), so forking it is safe; it exits when idle.
 * A server that cannot start or be reached (its errors go to ``<socket>.err``) costs nothing but the warm
-  start: the job runs in its own interpreter and says so in one line.
-* ``SENSORCHARTS_WARM=0`` runs every job in its own interpreter instead (as plain Snakemake would).
+  start: the job runs in a fresh interpreter and says so in one line.
+* ``SENSORCHARTS_WARM=0`` runs every job in a fresh interpreter instead (``python -m sensorcharts.jobs``).
 * The socket name does not cover installed libraries: after upgrading pandas or matplotlib, jobs are served
   by the old server until it idles out (``IDLE_EXIT_S``) unless it is stopped.
 """
@@ -68,23 +69,6 @@ def socket_path() -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def describe(snakemake) -> dict:
-    """The parts of Snakemake's job object the steps use, as JSON."""
-
-    def named(items) -> dict:
-        names = getattr(items, "_names", {})
-        return {"items": [str(x) if not isinstance(x, (dict, list, int, float, bool, type(None))) else x
-                          for x in items],
-                "names": {name: list(span) for name, span in names.items()}}
-
-    return {
-        "input": named(snakemake.input), "output": named(snakemake.output), "log": named(snakemake.log),
-        "params": named(snakemake.params), "wildcards": named(snakemake.wildcards),
-        "resources": named(snakemake.resources), "threads": snakemake.threads, "rule": snakemake.rule,
-        "config": snakemake.config,
-    }
-
-
 class Unavailable(Exception):
     """No warm server could take the job (it could not start, or it was exiting): run the job in-process."""
 
@@ -134,24 +118,35 @@ def _start_server(path: str) -> socket.socket:
     raise Unavailable(f"the warm job server did not start (its errors, if any: {path}.err)")
 
 
-def call(snakemake, script: str) -> int:
-    """Run workflow script ``script``'s main for this job in a child of the warm server; return its status."""
-    request = json.dumps({"script": script, "job": describe(snakemake), "cwd": os.getcwd(),
-                          "env": dict(os.environ)}).encode()
+def call(request: dict, abandoned=lambda: False) -> int:
+    """Run a job (see jobs.run_step for ``request``) in a child of the warm server; return its exit status.
+
+    While it waits, ``abandoned()`` is asked every jobs.POLL_S seconds whether to give up: closing the
+    connection makes the server kill the job's process group at once.
+    """
+    from .jobs import POLL_S
+
+    payload = json.dumps(request).encode()
     sys.stdout.flush()
     sys.stderr.flush()
     conn = _start_server(socket_path())
     with conn:
         try:
-            socket.send_fds(conn, [HEADER.pack(len(request))], [1, 2])
-            conn.sendall(request)
+            socket.send_fds(conn, [HEADER.pack(len(payload))], [1, 2])
+            conn.sendall(payload)
         except (ConnectionResetError, BrokenPipeError) as exc:  # the server was exiting, idle: nothing ran
             raise Unavailable(f"the warm job server closed the connection: {exc}") from None
+        conn.settimeout(POLL_S)
         answer = b""
         while len(answer) < STATUS.size:
-            chunk = conn.recv(STATUS.size - len(answer))
+            try:
+                chunk = conn.recv(STATUS.size - len(answer))
+            except TimeoutError:
+                if abandoned():
+                    return 1
+                continue
             if not chunk:
-                print(f"{snakemake.rule}: the warm job server stopped during the job", file=sys.stderr)
+                print(f"{request['job']['rule']}: the warm job server stopped during the job", file=sys.stderr)
                 return 1
             answer += chunk
     return STATUS.unpack(answer)[0]
@@ -160,25 +155,6 @@ def call(snakemake, script: str) -> int:
 # ---------------------------------------------------------------------------------------------------------
 # The server's side
 # ---------------------------------------------------------------------------------------------------------
-
-
-class Named(list):
-    """Snakemake's Namedlist, rebuilt: a list whose named items are also attributes."""
-
-    def __init__(self, spec: dict):
-        super().__init__(spec["items"])
-        for name, (start, end) in spec["names"].items():
-            setattr(self, name, self[start] if end is None else Named({"items": self[start:end], "names": {}}))
-
-    def get(self, name: str, default=None):
-        return getattr(self, name, default)
-
-
-class Job:
-    def __init__(self, spec: dict):
-        for key in ("input", "output", "log", "params", "wildcards", "resources"):
-            setattr(self, key, Named(spec[key]))
-        self.threads, self.rule, self.config = spec["threads"], spec["rule"], spec["config"]
 
 
 def _run_child(request: dict, fds: list[int]) -> int:
@@ -194,7 +170,7 @@ def _run_child(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    from .jobs import run_main
+    from .jobs import Job, run_main
 
     return run_main(Job(request["job"]), request["script"])
 
