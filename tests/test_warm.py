@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import utc
+from workflow_runner import Workdir, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -189,6 +190,20 @@ def processes_naming(text: str) -> dict[int, str]:
     return found
 
 
+def processes_with_environment(text: str) -> list[int]:
+    """Live processes (not this one) with ``text`` in their environment (a test's runtime folder)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if text.encode() in Path(entry.path, "environ").read_bytes() and alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def listening(path: str | Path) -> bool:
     """Whether a Unix socket bound at ``path`` is listening (``/proc/net/unix``; connecting is not needed)."""
     for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
@@ -319,7 +334,8 @@ class Rig:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        for pid in processes_naming(str(self.runtime)):
+        # Also jobs in fresh interpreters (python -m sensorcharts.jobs), named only in their environment.
+        for pid in [*processes_naming(str(self.runtime)), *processes_with_environment(str(self.runtime))]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -625,6 +641,57 @@ def test_enabled_reads_sensorcharts_warm(monkeypatch, value, expected):
     assert warm.enabled() is expected
     monkeypatch.delenv("SENSORCHARTS_WARM")
     assert warm.enabled() is True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (5b) Started early, while Snakemake builds the DAG
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _start_early(rig: Rig) -> None:
+    subprocess.run([sys.executable, "-c", "from sensorcharts import warm; warm.start_early()"], env=rig.env(),
+                   cwd=rig.jobdir, check=True, timeout=DEADLINE_S)
+
+
+def test_a_server_started_early_takes_the_first_jobs(rig):
+    """start_early returns at once and hands the start lock to the server: a job that arrives while it still
+    imports waits for it instead of starting a second server, and a second early start does nothing."""
+    import fcntl
+
+    _start_early(rig)
+    _start_early(rig)
+    first = _write_job(rig, "first")
+    assert first.proc.returncode == 0, first.stderr
+    (server,) = rig.servers()
+    assert _json(rig.jobdir / "out" / "first.where.json")["ppid"] == server
+    assert rig.servers()[server].split()[-1].isdigit()  # started by start_early (it passes the lock's fd)
+    # Listening, the server has let the lock go.
+    with open(f"{rig.socket_path()}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _start_early(rig)
+    assert list(rig.servers()) == [server]
+
+
+def test_snakemake_starts_the_server_while_building_the_dag_of_a_real_run_only(sqlite_db, tmp_path):
+    """New fingerprints (extracts to run) start the server early in a run, never in a dry-run."""
+    sqlite_db.insert([(utc(2025, 6, 1, h, 0), "temperature", 20.0 + h, "dev-1") for h in range(24)])
+    runtime = Path(tempfile.mkdtemp(prefix="scw-", dir="/tmp"))
+    try:
+        wd = Workdir(tmp_path / "wd", sqlite_db.url, env={"XDG_RUNTIME_DIR": str(runtime)}, start="2025-06-01",
+                     end="2025-06-01", timezone="UTC", cumulative_days=1, now="2025-06-03T00:00:00+00:00")
+        assert "extract_day" in wd.snakemake("-n").output
+        assert list((wd.path / "results" / "fingerprints").glob("*.txt"))  # written by the dry-run's DAG
+        assert not processes_naming(str(runtime)) and not list(runtime.glob("*.sock"))
+
+        (wd.path / "results" / "fingerprints").rename(wd.path / "fingerprints-of-the-dry-run")
+        wd.snakemake("--cores", "2")
+        servers = [cmd for cmd in processes_naming(str(runtime)).values() if cmd.split()[-1].isdigit()]
+        assert len(servers) == 1, processes_naming(str(runtime))  # the one start_early started, with its lock fd
+        assert len(list(runtime.glob("*.sock"))) == 1
+    finally:
+        stop_processes_naming(runtime)
+        wait_for(lambda: not processes_naming(str(runtime)), "the server to stop", timeout=30)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, publish, settings
+from sensorcharts import fingerprints, publish, settings, warm
 from sensorcharts.database import Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
@@ -107,13 +107,25 @@ def _fingerprint_block(days):
         raise SystemExit(f"sensor-charts: stopped before any job, nothing written: {exc}.") from None
 
 
-def _forget_listing(folder):
-    """Make Snakemake look at ``folder`` again: it caches directory listings while it builds the DAG, so a
+def _fingerprints_written(folder):
+    """New or changed fingerprints: extract jobs will run.
+
+    Make Snakemake look at ``folder`` again: it caches directory listings while it builds the DAG, so a
     fingerprint written after the folder was listed (a day outside the blocks, asked for by path, is
-    fingerprinted when the DAG reaches it) would otherwise look missing."""
+    fingerprinted when the DAG reaches it) would otherwise look missing. And start the warm job server
+    now (in the background), so that its imports overlap the rest of the DAG instead of delaying the first
+    jobs; not for a dry-run, --touch or a cluster, where no job runs here.
+    """
     listed = getattr(getattr(workflow.iocache, "exists_local", None), "has_inventory", None)
     if listed is not None:
         listed.discard(folder)
+    if (
+        workflow.executor_plugin is not None
+        and workflow.local_exec
+        and not (workflow.dryrun or workflow.touch)
+        and warm.enabled()
+    ):
+        warm.start_early()
 
 
 # The demo database is an input file of its own (its mtime tells when it was recreated); a real
@@ -124,7 +136,7 @@ FINGERPRINTS = fingerprints.Refresher(
     blocks=[PLAN.with_windows(PLAN.recent_days), PLAN.with_windows(PLAN.days)],
     window=PLAN.window,
     active=workflow.is_main_process and not settings.uses_demo_database(config),
-    after_write=_forget_listing,
+    after_write=_fingerprints_written,
 )
 
 

@@ -86,6 +86,22 @@ def _connect(path: str) -> socket.socket | None:
         raise Unavailable(f"cannot reach {path}: {exc}") from None
 
 
+def _spawn(path: str, lock_fd: int | None = None) -> subprocess.Popen:
+    """Start a server for ``path`` in a session of its own; it closes ``lock_fd`` once it listens."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
+    # The server's own errors (say, a failing import) go to a file next to its socket, owner only.
+    errors = os.open(path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    extra = [] if lock_fd is None else [str(lock_fd)]
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sensorcharts.warm", path, *extra], cwd="/", env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, close_fds=True,
+            pass_fds=() if lock_fd is None else (lock_fd,),
+        )
+    finally:
+        os.close(errors)
+
+
 def _start_server(path: str) -> socket.socket:
     """Connect, starting the server first if none answers (one starter at a time, under a lock)."""
     import fcntl
@@ -94,21 +110,13 @@ def _start_server(path: str) -> socket.socket:
     if conn:
         return conn
     with open(path + ".lock", "a") as lock:
+        # Held by whoever starts a server until it listens (start_early hands it to the server itself).
         fcntl.flock(lock, fcntl.LOCK_EX)
         conn = _connect(path)
         if conn:
             return conn
         Path(path).unlink(missing_ok=True)  # a socket left by a server that died
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
-        # The server's own errors (say, a failing import) go to a file next to its socket, owner only.
-        errors = os.open(path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "sensorcharts.warm", path], cwd="/", env=env, start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, close_fds=True,
-            )
-        finally:
-            os.close(errors)
+        server = _spawn(path)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and server.poll() is None:
             conn = _connect(path)
@@ -116,6 +124,39 @@ def _start_server(path: str) -> socket.socket:
                 return conn
             time.sleep(0.02)
     raise Unavailable(f"the warm job server did not start (its errors, if any: {path}.err)")
+
+
+def start_early() -> None:
+    """Start this code's server now, without waiting for it, unless one is running or starting.
+
+    For Snakemake's process while it builds the DAG of a run that has jobs to do: the server's imports (~1.5 s
+    of one core) then overlap that work instead of delaying the first jobs. The start lock goes to the server,
+    which holds it until it listens, so a job arriving meanwhile waits for it instead of starting another. Any
+    problem is left for the first job to meet (and report).
+    """
+    import fcntl
+
+    path = socket_path()
+    try:
+        conn = _connect(path)
+        if conn:
+            conn.close()
+            return
+        fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except (Unavailable, OSError):
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        conn = _connect(path)
+        if conn:
+            conn.close()
+            return
+        Path(path).unlink(missing_ok=True)
+        _spawn(path, lock_fd=fd)
+    except (Unavailable, OSError):  # BlockingIOError: another process is starting one
+        return
+    finally:
+        os.close(fd)  # the server's copy of the descriptor keeps the lock until it listens
 
 
 def call(request: dict, abandoned=lambda: False) -> int:
@@ -194,7 +235,9 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(body), list(fds)
 
 
-def serve(path: str) -> None:
+def serve(path: str, lock_fd: int | None = None) -> None:
+    """Serve jobs on ``path`` until idle; ``lock_fd``, the start lock handed over by start_early, is closed
+    (released) once the socket listens."""
     for module in PRELOAD:
         importlib.import_module(module)
     # Draw once before the first fork: every child then starts with the figures built and matplotlib's
@@ -209,6 +252,8 @@ def serve(path: str) -> None:
     finally:
         os.umask(old_umask)
     listener.listen(64)
+    if lock_fd is not None:
+        os.close(lock_fd)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     # A finished child wakes the loop at once (SIGCHLD through a wake-up pipe), so its client, and the
@@ -294,4 +339,4 @@ def serve(path: str) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal that started a job is not for us
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
