@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import utc
+
 from workflow_runner import Workdir, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
