@@ -176,32 +176,19 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
-def processes_naming(text: str) -> dict[int, str]:
-    """Live processes (not this one) whose command line contains ``text``: ``{pid: command line}``."""
+def processes_naming(text: str, where: str = "cmdline") -> dict[int, str]:
+    """Live processes (not this one) whose command line (or ``where="environ"``: environment) contains
+    ``text``: ``{pid: that text}``."""
     found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = Path(entry.path, "cmdline").read_bytes()
+            content = Path(entry.path, where).read_bytes()
         except OSError:
             continue
-        if text.encode() in cmdline and alive(int(entry.name)):
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    return found
-
-
-def processes_with_environment(text: str) -> list[int]:
-    """Live processes (not this one) with ``text`` in their environment (a test's runtime folder)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if text.encode() in Path(entry.path, "environ").read_bytes() and alive(int(entry.name)):
-                found.append(int(entry.name))
-        except OSError:
-            continue
+        if text.encode() in content and alive(int(entry.name)):
+            found[int(entry.name)] = content.replace(b"\0", b" ").decode(errors="replace")
     return found
 
 
@@ -336,7 +323,7 @@ class Rig:
                 proc.kill()
             proc.wait()
         # Also jobs in fresh interpreters (python -m sensorcharts.jobs), named only in their environment.
-        for pid in [*processes_naming(str(self.runtime)), *processes_with_environment(str(self.runtime))]:
+        for pid in [*processes_naming(str(self.runtime)), *processes_naming(str(self.runtime), "environ")]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -590,7 +577,7 @@ def test_a_job_writes_its_benchmark_in_snakemakes_columns(rig):
         job = rig.run(name, {"mode": "write", "numbers": [1]}, input={"data": "in.txt"},
                       output={"result": f"out/{name}.json", "where": f"out/{name}.where.json"},
                       wildcards={"name": name, "date": "2025-06-01"}, **env)
-        # rig.run gives every job the log "logs/<name>.log"; this one also names a benchmark file.
+        # Every rig job's log names "logs/<name>.log" and, as `benchmark`, "bench/<name>.tsv".
         assert job.proc.returncode == 0, job.stderr
     failed = rig.start("failed", {"mode": "fail", "reason": "no benchmark"})
     assert failed.wait() == 1

@@ -8,4 +8,3 @@ def main(snakemake):
 
     rows = create_demo_database(snakemake.output[0], seed=snakemake.params.seed)
     log.info("wrote %d readings to %s", rows, snakemake.output[0])
-

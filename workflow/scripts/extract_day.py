@@ -27,4 +27,3 @@ def main(snakemake):
     write_atomic(hourly, snakemake.output.hourly)
     write_atomic(daily, snakemake.output.daily)
     log.info("%s: %d hourly rows, %d daily rows", day, hourly.num_rows, daily.num_rows)
-

@@ -26,4 +26,3 @@ def main(snakemake):
         report.drop_links(report.LINKS_FOLDER)
     log.info("%d charts labelled, %d linked for the report, %d receipts", len(index), linked,
              len(snakemake.input.receipts))
-

@@ -19,4 +19,3 @@ def main(snakemake):
     )
     write_json_atomic(record, snakemake.output.index)
     log.info("%d KV keys %s", record["keys"], "written" if record["written_to_kv"] else "recorded only")
-

@@ -31,4 +31,3 @@ def main(snakemake):
     )
     write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
     log.info("%s: %d cumulative images over %d days", day, len(metas), snakemake.params.window)
-

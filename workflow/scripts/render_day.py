@@ -25,4 +25,3 @@ def main(snakemake):
     )
     write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
     log.info("%s: %d images", day, len(metas))
-

@@ -29,4 +29,3 @@ def main(snakemake):
         log=log,
     )
     log.info("%d charts: %s", len(charts), counts)
-

@@ -24,7 +24,6 @@ import traceback
 from . import atomic
 
 log = logging.getLogger("sensorcharts")
-SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # How often a job's waiting thread looks whether the run was interrupted (see _abandoned).
 POLL_S = 0.25
 _INTERRUPTED = threading.Event()
@@ -119,8 +118,9 @@ def _abandoned() -> bool:
 
 def _run_cold(request: dict) -> int:
     """Run the job in a fresh interpreter (``python -m sensorcharts.jobs``) and return its exit status."""
-    env = dict(request["env"])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SCRIPTS, env.get("PYTHONPATH")]))
+    from .warm import scripts_env
+
+    env = scripts_env(request["env"])
     sys.stdout.flush()
     sys.stderr.flush()
     # A process group of its own, as a warm child has: ending the job ends what it started too.

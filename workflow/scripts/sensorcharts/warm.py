@@ -70,7 +70,7 @@ def socket_path() -> str:
 
 
 class Unavailable(Exception):
-    """No warm server could take the job (it could not start, or it was exiting): run the job in-process."""
+    """No warm server could take the job (it could not start, or it was exiting): run it in a fresh interpreter."""
 
 
 def _connect(path: str) -> socket.socket | None:
@@ -86,9 +86,14 @@ def _connect(path: str) -> socket.socket | None:
         raise Unavailable(f"cannot reach {path}: {exc}") from None
 
 
+def scripts_env(env: dict) -> dict:
+    """``env`` with the workflow scripts' folder first on PYTHONPATH, for a new interpreter that runs jobs."""
+    return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), env.get("PYTHONPATH")])))
+
+
 def _spawn(path: str, lock_fd: int | None = None) -> subprocess.Popen:
     """Start a server for ``path`` in a session of its own; it closes ``lock_fd`` once it listens."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
+    env = scripts_env(os.environ)
     # The server's own errors (say, a failing import) go to a file next to its socket, owner only.
     errors = os.open(path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     extra = [] if lock_fd is None else [str(lock_fd)]
