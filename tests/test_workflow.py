@@ -42,7 +42,14 @@ def test_fall_back_days_against_sqlite(sqlite_db, tmp_path):
     sqlite_db.insert(rows)
     wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-11-01", end="2025-11-03", cumulative_days=2,
                  now="2025-11-20T00:00:00+00:00")
-    wd.snakemake("--cores", "2")
+    run = wd.snakemake("--cores", "1")
+    # Jobs in the order they started: the heatmaps (priority -1) wait until no day job is left to start,
+    # so a backfill does not end with one long day job on one core.
+    started = [line.split()[1].rstrip(":") for line in run.output.splitlines()
+               if line.startswith(("rule ", "localrule "))]
+    assert started.count("render_cumulative") == 3
+    assert max(i for i, name in enumerate(started) if name.startswith("render_day_")) < started.index(
+        "render_cumulative")
 
     hourly = {s: [p.stem for p in wd.files(f"results/images/{s}/hourly/*.png")] for s in SENSORS}
     for sensor in SENSORS:

@@ -24,6 +24,9 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             run_step("render_day", rule, input, output, params, wildcards, log, config)
 
 
+# Heatmaps are the filler work: a cumulative job (~0.4 s) starts only when no other job is ready, so the
+# day jobs (~3.5 s each) all start early and a backfill does not end on one busy core. (Snakemake's greedy
+# scheduler otherwise prefers jobs with larger inputs: the heatmaps' 30 tables, the uploads' 75 charts.)
 rule render_cumulative:
     input:
         hourly=window_hourly_tables,
@@ -35,6 +38,7 @@ rule render_cumulative:
         timezone=config["timezone"],
         sensors=config["sensors"],
         window=config["cumulative_days"],
+    priority: -1
     log:
         "logs/render_cumulative/{date}.log",
         benchmark="benchmarks/render_cumulative/{date}.tsv",
