@@ -51,6 +51,7 @@ CLIENT = textwrap.dedent(
         spec = json.load(f)
     stop_jobs_on_interrupt()
     result = {}
+    done = threading.Event()
 
 
     def job():
@@ -64,12 +65,16 @@ CLIENT = textwrap.dedent(
             result["status"] = exc.status
         except KeyboardInterrupt:
             result["status"] = "interrupted"
+        finally:
+            done.set()
 
 
     worker = threading.Thread(target=job)
     worker.start()
     try:
-        while worker.is_alive():  # Snakemake's scheduler loop; a join interrupted by Ctrl-C would not join again
+        # Snakemake's scheduler loop. Not worker.is_alive() nor join(): a KeyboardInterrupt raised inside
+        # either can leave the thread's lock taken, and the join below would then wait forever.
+        while not done.is_set():
             time.sleep(0.05)
     except KeyboardInterrupt:
         worker.join()
