@@ -36,19 +36,17 @@ def files_of_day(wd: Workdir, day: str) -> set[str]:
     """Everything a changed day must redo, except cumulative images (they depend on the window)."""
     paths = {f"results/fingerprints/{day}.txt", f"results/readings/date={day}/data.parquet",
              f"results/tables/hourly/date={day}/data.parquet", f"results/tables/daily/date={day}/data.parquet",
-             f"results/metadata/day/{day}.json"}
+             f"results/metadata/day/{day}.json", f"results/receipts/day/{day}.json"}
     for sensor in SENSORS:
-        for kind in ("images", "receipts"):
-            paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/{kind}/{sensor}/*/{day}*.*")
-                      if "/cumulative/" not in str(p)}
+        paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/images/{sensor}/*/{day}*.png")
+                  if "/cumulative/" not in str(p)}
     return paths
 
 
 def cumulative_of(wd: Workdir, *days: str) -> set[str]:
-    paths = {f"results/metadata/cumulative/{d}.json" for d in days}
-    for kind, ext in (("images", "png"), ("receipts", "json")):
-        paths |= {f"results/{kind}/{s}/cumulative/{d}.{ext}" for s in SENSORS for d in days}
-    return paths
+    paths = {f"results/metadata/cumulative/{d}.json" for d in days} | {f"results/receipts/cumulative/{d}.json"
+                                                                        for d in days}
+    return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
 
 
 # The report job rewrites its pages (and Snakemake the timestamp of its folder of chart links) on every run.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from conftest import utc
 
 from doubles import KVDouble, PinataDouble
 from sensorcharts.timegrid import zone
@@ -62,13 +63,15 @@ def test_full_run_uploads_every_chart_once_and_indexes_it(readings, services, tm
     wd = workdir(tmp_path, readings, credentials(pinata, kv))
     wd.snakemake("--cores", "2")
 
-    receipts = {p.relative_to(wd.path / "results/receipts").with_suffix("").as_posix(): json.loads(p.read_text())
-                for p in wd.files("results/receipts/*/*/*.json")}
+    # One receipts file per upload job: a day's daily and hourly charts, a day's heatmaps.
+    assert [p.relative_to(wd.path).as_posix() for p in wd.files("results/receipts/*/*.json")] == [
+        f"results/receipts/{kind}/{day}.json" for kind in ("cumulative", "day") for day in ("2025-01-14", "2025-01-15")]
+    receipts = wd.receipts()
     assert len(receipts) == 2 * CHARTS_PER_DAY
     assert len(pinata.uploads) == len({u["cid"] for u in pinata.uploads}) == len(receipts)
     by_cid = {u["cid"]: u for u in pinata.uploads}
     for name, receipt in receipts.items():
-        sensor, interval, stamp = name.split("/")
+        sensor, interval, stamp = name.split(":")
         upload = by_cid[receipt["cid"]]
         assert receipt["cid"] == raw_cid(receipt["sha256"]) == upload["cid"]
         assert upload["sha256"] == receipt["sha256"] and upload["size"] == receipt["size"]
@@ -142,7 +145,25 @@ def test_a_failed_run_loses_nothing_and_uploads_nothing_twice(readings, services
     wd.snakemake("--cores", "1")
     cids = [u["cid"] for u in pinata.uploads]
     assert len(cids) == len(set(cids)) == CHARTS_PER_DAY  # each chart once, across both runs
-    assert len(wd.files("results/receipts/*/*/*.json")) == CHARTS_PER_DAY
+    assert len(wd.receipts()) == CHARTS_PER_DAY
+
+
+def test_todays_new_hour_is_uploaded_and_indexed_without_new_rows(sqlite_db, services, tmp_path):
+    """Once uploaded, today's charts are deleted and one receipts file stands for all of them: a new hour
+    (here with no rows yet) must still redo the day's charts and upload the new one."""
+    pinata, kv = services
+    now = utc(2025, 1, 15, 20, 0)  # 12:00 PST
+    sqlite_db.insert([r for r in minute_readings(date(2025, 1, 15), date(2025, 1, 15), LA) if r[0] < now])
+    wd = workdir(tmp_path, sqlite_db, credentials(pinata, kv), start="2025-01-15", end="2025-01-15",
+                 now=now.isoformat())
+    wd.snakemake("--cores", "2")
+    assert "temperature:hourly:2025-01-15T12" in kv.store and "temperature:hourly:2025-01-15T13" not in kv.store
+
+    run = wd.snakemake("--cores", "2", "--config", f"now={(now + timedelta(minutes=75)).isoformat()}")
+    jobs = run.jobs()
+    assert "extract_day" not in jobs and jobs["render_day_today"] == jobs["upload_day_today"] == 1
+    assert json.loads(kv.store["temperature:hourly:latest"])["metadata"]["start_time"] == "2025-01-15T13:00:00-08:00"
+    assert "temperature:hourly:2025-01-15T13" in wd.receipts() and not wd.files("results/images/**/*.png")
 
 
 def test_rejected_token_fails_at_once_naming_the_variable(readings, services, tmp_path):
@@ -163,7 +184,7 @@ def test_without_credentials_nothing_is_sent_and_the_chain_is_recorded(readings,
     run = wd.snakemake("--cores", "2")
     assert run.output.count("Uploads are off") == 1
     assert not pinata.requests and not kv.requests
-    receipts = [json.loads(p.read_text()) for p in wd.files("results/receipts/*/*/*.json")]
+    receipts = wd.receipts().values()
     assert len(receipts) == CHARTS_PER_DAY and not any(r["uploaded"] for r in receipts)
     assert len(wd.files("results/images/*/*/*.png")) == CHARTS_PER_DAY  # kept: they were not uploaded
     record = json.loads((wd.path / "results/kv/range.json").read_text())

@@ -240,8 +240,8 @@ def test_report_when_charts_are_deleted_after_upload(tmp_path):
     report = (wd.path / "report.html").read_text()
     assert set(embedded(report, "categories")) == {"Tables", "Publishing"}
     published = (wd.path / "results/report/published.html").read_text()
-    charts = len(wd.files("results/receipts/*/*/*.json"))
+    charts = len(wd.receipts())
     assert charts == 27 and f"{charts} of {charts} charts uploaded" in published
-    cids = [json.loads(p.read_text())["cid"] for p in wd.files("results/receipts/*/*/*.json")]
+    cids = [receipt["cid"] for receipt in wd.receipts().values()]
     assert all(f'href="https://ipfs.io/ipfs/{cid}"' in published for cid in cids)
     assert "are not in this report" in embedded(report, "workflow_desc")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,6 +79,15 @@ class Workdir:
 
     def files(self, pattern: str) -> list[Path]:
         return sorted(self.path.glob(pattern))
+
+    def receipts(self) -> dict[str, dict]:
+        """Every chart's receipt, by chart key (``sensor:interval:stamp``), from all receipts files."""
+        receipts: dict[str, dict] = {}
+        for path in self.files("results/receipts/*/*.json"):
+            for key, receipt in json.loads(path.read_text(encoding="utf-8")).items():
+                assert key not in receipts, f"{key} in two receipts files"
+                receipts[key] = receipt
+        return receipts
 
     def snapshot(self, pattern: str = "results/**/*") -> dict[str, tuple[bytes, int]]:
         """Content and mtime (ns) of every file under ``results/``."""

@@ -176,12 +176,12 @@ def window_hourly_tables(wildcards):
     return [f"results/tables/hourly/date={d.isoformat()}/data.parquet" for d in days if FINGERPRINTS.has_rows(d)]
 
 
-def charts(folder, ext, labels, date="{date}"):
-    """Paths of one day's daily and hourly charts (or their receipts) for every sensor."""
+def charts(labels, date="{date}"):
+    """Paths of one day's daily, hourly (one per label) and cumulative images of every sensor."""
     return {
-        "daily": [f"results/{folder}/{s}/daily/{date}.{ext}" for s in SENSORS],
-        "hourly": [f"results/{folder}/{s}/hourly/{date}{label}.{ext}" for s in SENSORS for label in labels],
-        "cumulative": [f"results/{folder}/{s}/cumulative/{date}.{ext}" for s in SENSORS],
+        "daily": [f"results/images/{s}/daily/{date}.png" for s in SENSORS],
+        "hourly": [f"results/images/{s}/hourly/{date}{label}.png" for s in SENSORS for label in labels],
+        "cumulative": [f"results/images/{s}/cumulative/{date}.png" for s in SENSORS],
     }
 
 
@@ -191,9 +191,8 @@ def chart_outputs(paths):
 
 
 def receipts_of_day(day):
-    """Receipts of every chart of one local day: daily, hourly (hours started), cumulative."""
-    paths = charts("receipts", "json", PLAN.labels(day), day.isoformat())
-    return paths["daily"] + paths["hourly"] + paths["cumulative"]
+    """The receipts files of one local day: its daily and hourly charts', its heatmaps'."""
+    return [f"results/receipts/{kind}/{day.isoformat()}.json" for kind in ("day", "cumulative")]
 
 
 def requested_receipts(wildcards=None):

@@ -8,8 +8,8 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         input:
             readings="results/readings/date={date}/data.parquet",
         output:
-            daily=chart_outputs(charts("images", "png", labels)["daily"]),
-            hourly=chart_outputs(charts("images", "png", labels)["hourly"]),
+            daily=chart_outputs(charts(labels)["daily"]),
+            hourly=chart_outputs(charts(labels)["hourly"]),
             metadata="results/metadata/day/{date}.json",
         wildcard_constraints:
             date=date_re,
@@ -31,7 +31,7 @@ rule render_cumulative:
     input:
         hourly=window_hourly_tables,
     output:
-        images=chart_outputs(charts("images", "png", ())["cumulative"]),
+        images=chart_outputs(charts(())["cumulative"]),
         metadata="results/metadata/cumulative/{date}.json",
     params:
         code=code_digest("render_cumulative", "charts"),

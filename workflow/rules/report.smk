@@ -11,12 +11,7 @@ REPORT_DAYS = [day.isoformat() for day in PLAN.days]
 REPORT_IMAGES = (
     []
     if DELETE_CHARTS
-    else [
-        path
-        for day in PLAN.days
-        for paths in charts("images", "png", PLAN.labels(day), day.isoformat()).values()
-        for path in paths
-    ]
+    else [path for day in PLAN.days for paths in charts(PLAN.labels(day), day.isoformat()).values() for path in paths]
 )
 REPORT_CHARTS = (
     {}

@@ -1,9 +1,9 @@
-"""Upload one render job's charts to IPFS through Pinata and write a receipt per chart."""
+"""Upload one render job's charts to IPFS through Pinata and write their receipts, one file for the job."""
 
 import json
 from pathlib import Path
 
-from sensorcharts.jobs import log
+from sensorcharts.jobs import log, write_json_atomic
 
 
 def main(snakemake):
@@ -12,13 +12,10 @@ def main(snakemake):
     options = snakemake.params.upload
     metadata = {(m["sensor_type"], m["interval"], m["stamp"]): m
                 for m in json.loads(Path(snakemake.input.metadata).read_text())}
-    charts = []
-    for png, receipt in zip(snakemake.input.images, snakemake.output.receipts):
-        # Both lists follow results/{images,receipts}/{sensor}/{interval}/{stamp}.*, in the same order.
-        png, receipt = Path(png), Path(receipt)
-        assert receipt.parts[-3:-1] == png.parts[-3:-1] and receipt.stem == png.stem, (png, receipt)
-        charts.append(Chart(png, receipt, metadata[(png.parts[-3], png.parts[-2], png.stem)]))
-    counts = upload_charts(
+    # Images follow results/images/{sensor}/{interval}/{stamp}.png.
+    charts = [Chart(Path(png), metadata[(Path(png).parts[-3], Path(png).parts[-2], Path(png).stem)])
+              for png in snakemake.input.images]
+    receipts, counts = upload_charts(
         charts,
         "results/pinned",
         Settings.load(),
@@ -28,4 +25,5 @@ def main(snakemake):
         threads=options["threads"],
         log=log,
     )
+    write_json_atomic(receipts, snakemake.output.receipts)
     log.info("%d charts: %s", len(charts), counts)

@@ -395,7 +395,6 @@ def utc_now_iso() -> str:
 @dataclass(frozen=True)
 class Chart:
     png: Path
-    receipt: Path
     meta: dict
 
     @property
@@ -404,12 +403,13 @@ class Chart:
 
 
 def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: Settings, limiter: RateLimiter,
-                  policy: RetryPolicy, threads: int = 4, log=None) -> dict[str, int]:
-    """Upload ``charts`` (unless already pinned) and write one receipt per chart; return counts.
+                  policy: RetryPolicy, threads: int = 4, log=None) -> tuple[dict[str, dict], dict[str, int]]:
+    """Upload ``charts`` (unless already pinned); return their receipts, by chart key in the charts' order
+    (the content of a receipts file), and counts.
 
     ``pinned_dir`` keeps one record per CID that Pinata has confirmed, written the moment the upload
-    succeeds. Snakemake deletes the receipts of a failed job, but not these records, so the next run
-    uploads only the charts that are still missing, and identical bytes are never uploaded twice.
+    succeeds. A job that fails writes no receipts, but these records stay, so the next run uploads only
+    the charts that are still missing, and identical bytes are never uploaded twice.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -418,6 +418,7 @@ def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: 
     pinned_dir = Path(pinned_dir)
     client = PinataClient(settings, limiter, policy, log) if settings.uploads_enabled else None
     counts = {"uploaded": 0, "already_pinned": 0, "local_only": 0}
+    receipts: dict[str, dict] = {}
     counts_lock = threading.Lock()
 
     def one(chart: Chart) -> None:
@@ -439,8 +440,9 @@ def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: 
                       "is_duplicate": answer.get("is_duplicate")}
             write_json_atomic(pinned, record_path)
             outcome = "uploaded"
-        write_json_atomic(make_receipt(chart.meta, data, cid, pinned), chart.receipt)
+        receipt = make_receipt(chart.meta, data, cid, pinned)
         with counts_lock:
+            receipts[chart_key(chart.meta)] = receipt
             counts[outcome] += 1
 
     errors: list[BaseException] = []
@@ -468,11 +470,17 @@ def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: 
             for exc in errors:
                 log.error("%s", exc)
         raise PublishError(f"{len(errors)} of {len(charts)} uploads failed; the first: {errors[0]}")
-    return counts
+    order = [chart_key(chart.meta) for chart in charts]
+    return {key: receipts[key] for key in order}, counts
 
 
 def chart_key(meta: dict, which: str | None = None) -> str:
     return f"{meta['sensor_type']}:{meta['interval']}:{which or meta['stamp']}"
+
+
+def read_receipts(paths) -> list[dict]:
+    """Every chart's receipt in the receipts files ``paths`` (each maps chart keys to receipts)."""
+    return [receipt for path in paths for receipt in json.loads(Path(path).read_text(encoding="utf-8")).values()]
 
 
 def publish_index(receipt_paths: list[str], state_path: str | os.PathLike, settings: Settings,
@@ -487,7 +495,7 @@ def publish_index(receipt_paths: list[str], state_path: str | os.PathLike, setti
     now = time.time() if now is None else now
     state_path = Path(state_path)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    receipts = [json.loads(Path(p).read_text()) for p in receipt_paths]
+    receipts = read_receipts(receipt_paths)
     live = settings.uploads_enabled and not settings.index_missing
 
     def value_of(receipt: dict) -> str:

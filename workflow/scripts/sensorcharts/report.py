@@ -252,10 +252,12 @@ def statistics_page(daily_paths, hourly_paths, sensors: dict, tz: ZoneInfo) -> s
 
 def published_page(receipt_paths, sensors: dict, tz: ZoneInfo, charts_kept: bool) -> str:
     """Every chart's receipt: CID, upload state and links, per sensor and interval."""
+    from .publish import read_receipts
+
     receipts = defaultdict(list)
-    for path in map(Path, receipt_paths):
-        receipt = json.loads(path.read_text(encoding="utf-8"))
-        receipts[(path.parts[-3], path.parts[-2])].append((path.stem, receipt))
+    for receipt in read_receipts(receipt_paths):
+        meta = receipt["metadata"]
+        receipts[(meta["sensor_type"], meta["interval"])].append((meta["stamp"], receipt))
     uploaded = sum(r["uploaded"] for items in receipts.values() for _, r in items)
     total = sum(len(items) for items in receipts.values())
     if charts_kept:
