@@ -39,6 +39,7 @@ DEADLINE_S = 90.0  # generous: a server imports pandas, pyarrow, … on a busy 2
 CLIENT = textwrap.dedent(
     '''
     import json
+    import signal
     import sys
     import threading
     import time
@@ -49,6 +50,9 @@ CLIENT = textwrap.dedent(
 
     with open(sys.argv[1], encoding="utf-8") as f:
         spec = json.load(f)
+    # Ctrl-C as in a terminal, whatever pytest inherited (a shell's background job ignores SIGINT, and so
+    # would this client, since stop_jobs_on_interrupt leaves an ignored SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stop_jobs_on_interrupt()
     result = {}
     done = threading.Event()
