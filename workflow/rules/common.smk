@@ -205,17 +205,38 @@ def recent_receipts(wildcards=None):
     return [r for day in PLAN.recent_days for r in receipts_of_day(day)]
 
 
-def _stop_rate_limiter_timers(log):
-    """End the run without waiting for Snakemake's job-rate timers.
+def _one_rescheduling_timer():
+    """Keep at most one pending re-scheduling timer in Snakemake's job scheduler, as a daemon thread.
 
-    Snakemake's scheduler (9.x, default --max-jobs-per-timespan 100/1s) re-arms a one-second, non-daemon
-    threading.Timer on every scheduling round, and the interpreter waits for the last ones before exiting:
-    every run that executed a job ended ~1 s after its last job (a fifth of a cron update). Once the run is
-    over they have nothing left to wake. The workflow's own code starts no timers in this process.
+    Snakemake's scheduler (9.x, job-rate limit default 100/1s) arms a one-second threading.Timer at the end
+    of every scheduling round while jobs wait to start, and each timer's round arms another: every finished
+    job starts a chain that lives as long as jobs wait. Rounds grow with the square of the jobs (13,700 for
+    a 61-day backfill of 308 jobs, 9 s of CPU choosing jobs), and each round stats the inputs of every job
+    waiting. One pending timer wakes the scheduler just as well: a round it starts arms the next. Timers are
+    non-daemon threads, so every run also waited ~1 s after its last job to exit; these do not.
     """
-    for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    if not hasattr(JobScheduler, "_schedule_reevalutation"):  # another Snakemake: leave it as it is
+        return
+
+    def schedule_reevaluation(self, delay):
+        if getattr(self, "_sensorcharts_timer_pending", False):
+            return
+        self._sensorcharts_timer_pending = True
+
+        def fire():
+            self._sensorcharts_timer_pending = False  # before waking it, so the round it starts re-arms
+            self._open_jobs.release()
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        timer.start()
+
+    JobScheduler._schedule_reevalutation = schedule_reevaluation
+
+
+_one_rescheduling_timer()
 
 
 def _warn_if_jobs_spawn_snakemake():
@@ -233,10 +254,3 @@ def _warn_if_jobs_spawn_snakemake():
 onstart:
     _warn_if_jobs_spawn_snakemake()
 
-
-onsuccess:
-    _stop_rate_limiter_timers(log)
-
-
-onerror:
-    _stop_rate_limiter_timers(log)
