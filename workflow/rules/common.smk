@@ -253,4 +253,3 @@ def _warn_if_jobs_spawn_snakemake():
 
 onstart:
     _warn_if_jobs_spawn_snakemake()
-
