@@ -1,7 +1,7 @@
 # Upload each render job's charts, with one receipts file per upload job (a receipt per chart inside), then
 # index the receipts in Cloudflare KV. One file per job, not per chart: Snakemake records every output file
-# with a checksum of every input, so 75 receipt files of 75 charts cost 5,700 checksums per job, and twice
-# the files made a 365-day dry-run take twice as long (33 s, now 16 s). Today's new hour chart still redoes
+# with a checksum check of every input, so 75 receipt files of 75 charts cost 5,700 checks per job, and
+# twice the files made a 365-day dry-run take twice as long (33 s, now 16 s). Today's new hour chart still redoes
 # the job, its charts deleted or not: the job's list of inputs changed (Snakemake's "input" rerun trigger).
 # Upload jobs hold one unit of the `pinata` resource (the profile caps it) and share one request budget.
 UPLOAD_PARAMS = dict(
