@@ -44,8 +44,8 @@ def files_of_day(wd: Workdir, day: str) -> set[str]:
 
 
 def cumulative_of(wd: Workdir, *days: str) -> set[str]:
-    paths = {f"results/metadata/cumulative/{d}.json" for d in days} | {f"results/receipts/cumulative/{d}.json"
-                                                                        for d in days}
+    paths = {f"results/metadata/cumulative/{d}.json" for d in days}
+    paths |= {f"results/receipts/cumulative/{d}.json" for d in days}
     return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
 
 

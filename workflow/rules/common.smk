@@ -190,9 +190,14 @@ def chart_outputs(paths):
     return [temp(p) for p in paths] if DELETE_CHARTS else paths
 
 
+def receipts_file(kind, date="{date}"):
+    """The receipts file of one upload job: ``kind`` "day" (daily and hourly charts) or "cumulative"."""
+    return f"results/receipts/{kind}/{date}.json"
+
+
 def receipts_of_day(day):
     """The receipts files of one local day: its daily and hourly charts', its heatmaps'."""
-    return [f"results/receipts/{kind}/{day.isoformat()}.json" for kind in ("day", "cumulative")]
+    return [receipts_file(kind, day.isoformat()) for kind in ("day", "cumulative")]
 
 
 def requested_receipts(wildcards=None):

@@ -1,8 +1,8 @@
 # Upload each render job's charts, with one receipts file per upload job (a receipt per chart inside), then
 # index the receipts in Cloudflare KV. One file per job, not per chart: Snakemake records every output file
 # with a checksum check of every input, so 75 receipt files of 75 charts cost 5,700 checks per job, and
-# twice the files made a 365-day dry-run take twice as long (33 s, now 16 s). Today's new hour chart still redoes
-# the job, its charts deleted or not: the job's list of inputs changed (Snakemake's "input" rerun trigger).
+# twice the files made a 365-day dry-run take twice as long (33 s, now 16 s). Today's new hour chart still
+# redoes the job, its charts deleted or not: the job's list of inputs changed ("input" rerun trigger).
 # Upload jobs hold one unit of the `pinata` resource (the profile caps it) and share one request budget.
 UPLOAD_PARAMS = dict(
     config["upload"],
@@ -19,7 +19,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             images=charts(labels)["daily"] + charts(labels)["hourly"],
             metadata="results/metadata/day/{date}.json",
         output:
-            receipts="results/receipts/day/{date}.json",
+            receipts=receipts_file("day"),
         wildcard_constraints:
             date=date_re,
         params:
@@ -38,7 +38,7 @@ rule upload_cumulative:
         images=charts(())["cumulative"],
         metadata="results/metadata/cumulative/{date}.json",
     output:
-        receipts="results/receipts/cumulative/{date}.json",
+        receipts=receipts_file("cumulative"),
     params:
         code=code_digest("upload_charts", "publish", "cid"),
         upload=UPLOAD_PARAMS,

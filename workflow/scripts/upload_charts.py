@@ -13,8 +13,8 @@ def main(snakemake):
     metadata = {(m["sensor_type"], m["interval"], m["stamp"]): m
                 for m in json.loads(Path(snakemake.input.metadata).read_text())}
     # Images follow results/images/{sensor}/{interval}/{stamp}.png.
-    charts = [Chart(Path(png), metadata[(Path(png).parts[-3], Path(png).parts[-2], Path(png).stem)])
-              for png in snakemake.input.images]
+    charts = [Chart(png, metadata[(png.parts[-3], png.parts[-2], png.stem)])
+              for png in map(Path, snakemake.input.images)]
     receipts, counts = upload_charts(
         charts,
         "results/pinned",

@@ -42,8 +42,8 @@ START_TIMEOUT_S = 60.0
 RECEIVE_TIMEOUT_S = 10.0
 PACKAGE = Path(__file__).resolve().parent
 SCRIPTS = PACKAGE.parent
-# What jobs import, loaded once by the server: the workflow scripts (each imports its heavy modules inside
-# main, so importing a script is cheap) and the modules their mains use.
+# What jobs import, loaded once by the server: the modules the workflow scripts' mains use (each script
+# imports them inside main, so the child's import of the script itself is cheap).
 PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2", "requests",
            # Imported on first use (a dialect by the first engine, pyarrow.dataset by the first read_table):
            # 0.2 s of every extract job when left to the job.
