@@ -25,6 +25,7 @@ rule all:
     default_target: True
     input:
         requested_receipts,
+        requested_charts,
         "results/kv/range.json",
         "results/report/charts.json",
 

@@ -32,11 +32,21 @@ def changed(before: dict, after: dict) -> set[str]:
     return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
 
 
+WINDOW = ("2025-01-12", "2025-01-13")  # today and the one look-back day: published chart by chart
+# What every run of the index job rewrites: its ledger, its schedule, the Prometheus counters.
+INDEXED = {"results/publish/ledger.sqlite", "results/publish/schedule.json", "results/metrics/sensor_charts.prom"}
+
+
+def receipts_of(day: str, kind: str) -> str:
+    """A day in the cron window has receipts files per upload job; a finished day one for its folder."""
+    return f"results/receipts/{kind}/{day}.json" if day in WINDOW else f"results/receipts/folder/{day}.json"
+
+
 def files_of_day(wd: Workdir, day: str) -> set[str]:
     """Everything a changed day must redo, except cumulative images (they depend on the window)."""
     paths = {f"results/fingerprints/{day}.txt", f"results/readings/date={day}/data.parquet",
              f"results/tables/hourly/date={day}/data.parquet", f"results/tables/daily/date={day}/data.parquet",
-             f"results/metadata/day/{day}.json", f"results/receipts/day/{day}.json"}
+             f"results/metadata/day/{day}.json", receipts_of(day, "day")}
     for sensor in SENSORS:
         paths |= {str(p.relative_to(wd.path)) for p in wd.path.glob(f"results/images/{sensor}/*/{day}*.png")
                   if "/cumulative/" not in str(p)}
@@ -45,7 +55,7 @@ def files_of_day(wd: Workdir, day: str) -> set[str]:
 
 def cumulative_of(wd: Workdir, *days: str) -> set[str]:
     paths = {f"results/metadata/cumulative/{d}.json" for d in days}
-    paths |= {f"results/receipts/cumulative/{d}.json" for d in days}
+    paths |= {receipts_of(d, "cumulative") for d in days}
     return paths | {f"results/images/{s}/cumulative/{d}.png" for s in SENSORS for d in days}
 
 
@@ -119,10 +129,11 @@ def test_changed_past_day_redoes_that_day_and_its_cumulative_images(charted, cha
     run = wd.snakemake("--cores", "2")
     # The window is 2 days: 2025-01-11 appears in the cumulative images of the 11th and the 12th.
     assert changed(before, wd.snapshot()) == with_report(files_of_day(wd, "2025-01-11") | cumulative_of(
-        wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"})
+        wd, "2025-01-11", "2025-01-12") | {"results/kv/range.json"} | INDEXED)
+    # The 11th is finished: its charts go up as one folder; the 12th's heatmaps, in the window, one by one.
     assert run.jobs() == {"extract_day": 1, "render_day_ordinary": 1, "render_cumulative": 2,
-                          "upload_day_ordinary": 1, "upload_cumulative": 2, "publish_range": 1, "prepare_report": 1,
-                          "all": 1}
+                          "upload_folder_ordinary": 1, "upload_cumulative": 1, "publish_range": 1,
+                          "prepare_report": 1, "all": 1}
 
 
 def test_rows_of_an_unconfigured_sensor_change_nothing(charted):
@@ -142,7 +153,7 @@ def test_today_picks_up_new_rows_and_new_hours(charted):
     wd.snakemake("--cores", "2", "--config", f"now={later.isoformat()}")
     after = wd.snapshot()
     assert changed(before, after) == with_report(files_of_day(wd, "2025-01-13") | cumulative_of(wd, "2025-01-13") | {
-        "results/kv/range.json"})
+        "results/kv/range.json", "results/publish/index-due.txt"} | INDEXED)
     assert "results/images/temperature/hourly/2025-01-13T13.png" in after
     assert "results/images/temperature/hourly/2025-01-13T14.png" not in after
 
@@ -158,7 +169,7 @@ def test_cron_target_covers_today_and_the_look_back_only(charted):
     db.insert([(utc(2025, 1, 12, 20, 0, 30), "temperature", 99.0, "station-1")])
     run = wd.snakemake("--cores", "2", "latest")
     assert changed(before, wd.snapshot()) == files_of_day(wd, "2025-01-12") | cumulative_of(
-        wd, "2025-01-12", "2025-01-13") | {"results/kv/recent.json"}
+        wd, "2025-01-12", "2025-01-13") | {"results/kv/recent.json"} | INDEXED
     # The backfill target still catches the change on the 10th.
     assert wd.snakemake("--cores", "2").jobs()["extract_day"] == 1
 
@@ -169,10 +180,13 @@ def test_config_change_redoes_only_what_it_affects(charted):
     run = wd.snakemake("--cores", "2", "--config", "cumulative_days=3")
     # Only the cumulative images change. The 3-day window of the 10th reaches back to the 8th, which has
     # no readings: its fingerprint says so, and nothing is extracted for it.
-    assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "publish_range", "prepare_report", "all"}
+    assert set(run.jobs()) == {"render_cumulative", "upload_cumulative", "upload_folder_ordinary", "publish_range",
+                               "prepare_report", "all"}
     assert run.jobs()["render_cumulative"] == 4
-    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p} == REPORT_PAGES | {
-        "results/kv/range.json", "results/fingerprints/2025-01-08.txt"}
+    # The finished days' folders hold their heatmaps: they are redone (their other charts keep their bytes).
+    assert {p for p in changed(before, wd.snapshot()) if "/cumulative/" not in p and "/images/" not in p} == \
+        REPORT_PAGES | INDEXED | {"results/kv/range.json", "results/fingerprints/2025-01-08.txt",
+                                  "results/receipts/folder/2025-01-10.json", "results/receipts/folder/2025-01-11.json"}
     assert Path(wd.path / "results/fingerprints/2025-01-08.txt").read_text().startswith("rows=0 ")
 
 

@@ -229,7 +229,8 @@ def test_report_when_charts_are_deleted_after_upload(tmp_path):
     db = make_sqlite(tmp_path / "readings.sqlite")
     db.insert([r for r in readings(DAY) if r[1] == "temperature"])
     with PinataDouble(jwt=jwt) as pinata, KVDouble(token=token, account="acct", namespace="ns") as kv:
-        env = {"PINATA_JWT": jwt, "PINATA_UPLOAD_URL": pinata.url, "CLOUDFLARE_API_TOKEN": token,
+        env = {"PINATA_JWT": jwt, "PINATA_UPLOAD_URL": pinata.url, "PINATA_API_URL": pinata.api_url,
+               "CLOUDFLARE_API_TOKEN": token,
                "CLOUDFLARE_ACCOUNT_ID": kv.account, "KV_NAMESPACE_ID": kv.namespace, "CLOUDFLARE_API_URL": kv.url}
         wd = Workdir(tmp_path / "wd", db.url, env=env, **dict(SETTINGS, sensors={"temperature": SENSORS["temperature"]},
                                                               upload={"requests_per_minute": 6000}))
@@ -242,6 +243,8 @@ def test_report_when_charts_are_deleted_after_upload(tmp_path):
     published = (wd.path / "results/report/published.html").read_text()
     charts = len(wd.receipts())
     assert charts == 27 and f"{charts} of {charts} charts uploaded" in published
-    cids = [receipt["cid"] for receipt in wd.receipts().values()]
-    assert all(f'href="https://ipfs.io/ipfs/{cid}"' in published for cid in cids)
+    # A finished day is one folder: each link is the folder's CID and the chart's path in it.
+    urls = [receipt["ipfs_url"] for receipt in wd.receipts().values()]
+    assert all(url.startswith("ipfs://") and url.count("/") == 5 for url in urls)
+    assert all(f'href="https://ipfs.io/ipfs/{url.removeprefix("ipfs://")}"' in published for url in urls)
     assert "are not in this report" in embedded(report, "workflow_desc")

@@ -90,11 +90,12 @@ class Workdir:
         return receipts
 
     def snapshot(self, pattern: str = "results/**/*") -> dict[str, tuple[bytes, int]]:
-        """Content and mtime (ns) of every file under ``results/``."""
+        """Content and mtime (ns) of every file under ``results/``, but the heartbeat every successful run
+        writes (``results/metrics/sensor_charts_run.prom``: when a run last ended well, for alerting)."""
         return {
             str(p.relative_to(self.path)): (p.read_bytes(), p.stat().st_mtime_ns)
             for p in self.path.glob(pattern)
-            if p.is_file()
+            if p.is_file() and p.name != "sensor_charts_run.prom"
         }
 
 

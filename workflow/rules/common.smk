@@ -4,6 +4,7 @@
 import hashlib
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
@@ -11,7 +12,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, publish, settings, warm
+from sensorcharts import fingerprints, indexing, providers, settings, warm
+from sensorcharts.chartid import day_charts
 from sensorcharts.database import Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
@@ -50,8 +52,8 @@ DAY_KINDS = {
 }
 
 try:
-    PUBLISH = publish.Settings.load()
-except publish.PublishError as exc:
+    PUBLISH = providers.Settings.load()
+except providers.PublishError as exc:
     raise WorkflowError(f"Invalid publishing settings: {exc}.") from None
 # Charts are deleted once uploaded (receipts keep the DAG complete); never when they were not uploaded.
 DELETE_CHARTS = PUBLISH.uploads_enabled and PUBLISH.delete_local_files
@@ -178,11 +180,7 @@ def window_hourly_tables(wildcards):
 
 def charts(labels, date="{date}"):
     """Paths of one day's daily, hourly (one per label) and cumulative images of every sensor."""
-    return {
-        "daily": [f"results/images/{s}/daily/{date}.png" for s in SENSORS],
-        "hourly": [f"results/images/{s}/hourly/{date}{label}.png" for s in SENSORS for label in labels],
-        "cumulative": [f"results/images/{s}/cumulative/{date}.png" for s in SENSORS],
-    }
+    return {interval: [c.image for c in ids] for interval, ids in day_charts(SENSORS, date, labels).items()}
 
 
 def chart_outputs(paths):
@@ -191,13 +189,29 @@ def chart_outputs(paths):
 
 
 def receipts_file(kind, date="{date}"):
-    """The receipts file of one upload job: ``kind`` "day" (daily and hourly charts) or "cumulative"."""
+    """The receipts file of one upload job: ``kind`` "day" (daily and hourly charts uploaded one by one),
+    "cumulative" (heatmaps, one by one) or "folder" (a finished day's charts, as one folder)."""
     return f"results/receipts/{kind}/{date}.json"
 
 
+PUBLISH_OPTIONS = config["publish"]
+SCHEDULE = indexing.Paths().schedule
+
+
+def retired(day):
+    """Older than ``publish.keep_days``: no longer published (still charted)."""
+    keep = PUBLISH_OPTIONS["keep_days"]
+    return keep is not None and day < PLAN.today - timedelta(days=keep)
+
+
 def receipts_of_day(day):
-    """The receipts files of one local day: its daily and hourly charts', its heatmaps'."""
-    return [receipts_file(kind, day.isoformat()) for kind in ("day", "cumulative")]
+    """The receipts files of one local day: in the cron window its charts are uploaded one by one (they
+    change every few minutes); a finished day is one folder."""
+    if retired(day):
+        return []
+    if day in PLAN.recent_days:
+        return [receipts_file(kind, day.isoformat()) for kind in ("day", "cumulative")]
+    return [receipts_file("folder", day.isoformat())]
 
 
 def requested_receipts(wildcards=None):
@@ -205,9 +219,28 @@ def requested_receipts(wildcards=None):
     return [r for day in PLAN.days for r in receipts_of_day(day)]
 
 
+def requested_charts(wildcards=None):
+    """The metadata of retired days in the range: they are charted, not published."""
+    return [f"results/metadata/{kind}/{day}.json" for day in PLAN.days if retired(day) for kind in ("day", "cumulative")]
+
+
 def recent_receipts(wildcards=None):
-    """Receipts of today and the look-back days: what the cron target keeps up to date."""
-    return [r for day in PLAN.recent_days for r in receipts_of_day(day)]
+    """Receipts of today and the look-back days (what the cron target keeps up to date), and the folders of
+    days that left the window while still published chart by chart (so they are packed and their single
+    uploads deleted, even after the cron stopped for a while)."""
+    left = [parse_date(d) for d in indexing.charts_published_alone(SCHEDULE)]
+    days = list(PLAN.recent_days) + sorted(d for d in left if d < PLAN.recent_days[0])
+    return [r for day in days for r in receipts_of_day(day)]
+
+
+# The index job runs when new receipts arrive, and also when the schedule its last run left says it has work
+# without them (a period ended, a latest pointer may be refreshed, a grace period ended, keys wait for
+# budget): this file, an input of the index rules, then gets new content, which Snakemake reruns on.
+INDEX_DUE = "results/publish/index-due.txt"
+if workflow.is_main_process and (indexing.index_due(SCHEDULE, PLAN.now) or not Path(INDEX_DUE).exists()):
+    from sensorcharts import atomic
+
+    atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
 
 
 def _one_rescheduling_timer():
@@ -258,3 +291,21 @@ def _warn_if_jobs_spawn_snakemake():
 
 onstart:
     _warn_if_jobs_spawn_snakemake()
+
+
+def _record_successful_run():
+    """When a run last ended without error, for node_exporter's textfile collector (a stale cron alerts)."""
+    if workflow.dryrun:
+        return
+    import time
+
+    from sensorcharts import metrics
+
+    metrics.write(
+        "results/metrics/sensor_charts_run.prom",
+        [("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.", time.time())],
+    )
+
+
+onsuccess:
+    _record_successful_run()

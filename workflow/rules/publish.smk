@@ -1,8 +1,8 @@
-# Upload each render job's charts, with one receipts file per upload job (a receipt per chart inside), then
-# index the receipts in Cloudflare KV. One file per job, not per chart: Snakemake records every output file
-# with a checksum check of every input, so 75 receipt files of 75 charts cost 5,700 checks per job, and
-# twice the files made a 365-day dry-run take twice as long (33 s, now 16 s). Today's new hour chart still
-# redoes the job, its charts deleted or not: the job's list of inputs changed ("input" rerun trigger).
+# Upload the charts, then index them in Cloudflare KV. A day in the cron window is uploaded chart by chart (its
+# charts change every few minutes); a finished day as one IPFS folder: one file on Pinata, one request. Each
+# upload job writes one receipts file (a receipt per chart inside): Snakemake checks every input of a job
+# for each of its outputs, so a file per chart cost thousands of checks per job. Today's new hour chart still
+# redoes the day's upload job, its charts deleted or not: the job's list of inputs changed ("input" trigger).
 # Upload jobs hold one unit of the `pinata` resource (the profile caps it) and share one request budget.
 UPLOAD_PARAMS = dict(
     config["upload"],
@@ -23,7 +23,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("upload_charts", "publish", "cid"),
+            code=code_digest("upload_charts", "uploads", "providers", "cid", "chartid"),
             upload=UPLOAD_PARAMS,
         resources:
             pinata=1,
@@ -31,6 +31,29 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             "logs/upload_day/{date}.log",
         run:
             run_step("upload_charts", rule, input, output, params, wildcards, log, config)
+
+    if kind == "today":  # today is never finished
+        continue
+
+    rule:
+        name:
+            f"upload_folder_{kind}"
+        input:
+            images=[p for paths in charts(labels).values() for p in paths],
+            metadata=["results/metadata/day/{date}.json", "results/metadata/cumulative/{date}.json"],
+        output:
+            receipts=receipts_file("folder"),
+        wildcard_constraints:
+            date=date_re,
+        params:
+            code=code_digest("upload_folder", "uploads", "providers", "cid", "chartid"),
+            upload=UPLOAD_PARAMS,
+        resources:
+            pinata=1,
+        log:
+            "logs/upload_folder/{date}.log",
+        run:
+            run_step("upload_folder", rule, input, output, params, wildcards, log, config)
 
 
 rule upload_cumulative:
@@ -40,7 +63,7 @@ rule upload_cumulative:
     output:
         receipts=receipts_file("cumulative"),
     params:
-        code=code_digest("upload_charts", "publish", "cid"),
+        code=code_digest("upload_charts", "uploads", "providers", "cid", "chartid"),
         upload=UPLOAD_PARAMS,
     resources:
         pinata=1,
@@ -50,14 +73,22 @@ rule upload_cumulative:
         run_step("upload_charts", rule, input, output, params, wildcards, log, config)
 
 
+INDEX_MODULES = ("indexing", "kvbudget", "ledger", "metrics", "uploads", "providers", "chartid", "cid")
+
+
 rule publish_range:
     input:
         receipts=requested_receipts,
+        due=INDEX_DUE,
     output:
         index="results/kv/range.json",
     params:
-        code=code_digest("publish_index", "publish"),
+        code=code_digest("publish_index", *INDEX_MODULES),
         upload=UPLOAD_PARAMS,
+        publish=PUBLISH_OPTIONS,
+        timezone=config["timezone"],
+        sensors=SENSORS,
+        lookback_days=config["lookback_days"],
     resources:
         kv=1,
     log:
@@ -69,11 +100,16 @@ rule publish_range:
 rule publish_recent:
     input:
         receipts=recent_receipts,
+        due=INDEX_DUE,
     output:
         index="results/kv/recent.json",
     params:
-        code=code_digest("publish_index", "publish"),
+        code=code_digest("publish_index", *INDEX_MODULES),
         upload=UPLOAD_PARAMS,
+        publish=PUBLISH_OPTIONS,
+        timezone=config["timezone"],
+        sensors=SENSORS,
+        lookback_days=config["lookback_days"],
     resources:
         kv=1,
     log:

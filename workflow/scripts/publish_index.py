@@ -1,21 +1,36 @@
-"""Index uploaded charts in Cloudflare KV (dated keys and `latest`), keeping a record under results/kv/."""
+"""Index the receipts in Cloudflare KV within the daily budget, delete unused pins on Pinata, and keep a
+record of the run under results/kv/ and counters under results/metrics/."""
 
-from sensorcharts.jobs import log, write_json_atomic
+import sys
+
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
-    from sensorcharts.publish import RateLimiter, RetryPolicy, Settings, publish_index
+    from sensorcharts import atomic
+    from sensorcharts.indexing import Calendar, Options, Paths, publish_index
+    from sensorcharts.providers import RateLimiter, RetryPolicy, Settings
+    from sensorcharts.timegrid import parse_now, zone
 
-    options = snakemake.params.upload
+    upload, publish = snakemake.params.upload, snakemake.params.publish
     record = publish_index(
         list(snakemake.input.receipts),
-        "results/kv/state.json",
+        Paths(),
         Settings.load(),
+        Options(**publish),
+        Calendar(zone(snakemake.params.timezone), tuple(snakemake.params.sensors), snakemake.params.lookback_days,
+                 parse_now(snakemake.config.get("now"))),
         # Cloudflare allows 1,200 requests per 5 minutes per user; stay well below.
         RateLimiter(180),
-        RetryPolicy(options["max_attempts"], options["backoff_seconds"], options["max_backoff_seconds"],
-                    options["timeout_seconds"]),
+        RateLimiter(upload["requests_per_minute"], ".snakemake/pinata-rate"),
+        RetryPolicy(upload["max_attempts"], upload["backoff_seconds"], upload["max_backoff_seconds"],
+                    upload["timeout_seconds"]),
         log=log,
     )
-    write_json_atomic(record, snakemake.output.index)
-    log.info("%d KV keys %s", record["keys"], "written" if record["written_to_kv"] else "recorded only")
+    atomic.write_json(snakemake.output.index, record)
+    written = record["written"]
+    log.info("KV %s: %d dated key(s), %d latest; waiting: %s; pins deleted: %d; budget: %s",
+             "written" if record["written_to_kv"] else "recorded only (not written)", len(written["dated"]),
+             len(written["latest"]), record["deferred"], len(record["pins_deleted"]), record["budget"])
+    if record["deferred"].get("note"):  # a backfill larger than the budget: the run itself says so
+        print(f"{snakemake.rule}: {record['deferred']['note']}", file=sys.stderr)

@@ -1,22 +1,16 @@
-"""Upload one render job's charts to IPFS through Pinata and write their receipts, one file for the job."""
+"""Upload a day's charts in the cron window to IPFS through Pinata, one by one, and write their receipts."""
 
-import json
-from pathlib import Path
-
-from sensorcharts.jobs import log, write_json_atomic
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
-    from sensorcharts.publish import Chart, RateLimiter, RetryPolicy, Settings, upload_charts
+    from sensorcharts import atomic
+    from sensorcharts.providers import RateLimiter, RetryPolicy, Settings
+    from sensorcharts.uploads import charts_of_job, upload_charts
 
     options = snakemake.params.upload
-    metadata = {(m["sensor_type"], m["interval"], m["stamp"]): m
-                for m in json.loads(Path(snakemake.input.metadata).read_text())}
-    # Images follow results/images/{sensor}/{interval}/{stamp}.png.
-    charts = [Chart(png, metadata[(png.parts[-3], png.parts[-2], png.stem)])
-              for png in map(Path, snakemake.input.images)]
     receipts, counts = upload_charts(
-        charts,
+        charts_of_job(snakemake.input.images, [snakemake.input.metadata]),
         "results/pinned",
         Settings.load(),
         RateLimiter(options["requests_per_minute"], ".snakemake/pinata-rate"),
@@ -25,5 +19,5 @@ def main(snakemake):
         threads=options["threads"],
         log=log,
     )
-    write_json_atomic(receipts, snakemake.output.receipts)
-    log.info("%d charts: %s", len(charts), counts)
+    atomic.write_json(snakemake.output.receipts, receipts)
+    log.info("%d charts: %s", len(receipts), counts)

@@ -252,7 +252,7 @@ def statistics_page(daily_paths, hourly_paths, sensors: dict, tz: ZoneInfo) -> s
 
 def published_page(receipt_paths, sensors: dict, tz: ZoneInfo, charts_kept: bool) -> str:
     """Every chart's receipt: CID, upload state and links, per sensor and interval."""
-    from .publish import read_receipts
+    from .uploads import read_receipts
 
     receipts = defaultdict(list)
     for receipt in read_receipts(receipt_paths):
@@ -284,7 +284,8 @@ def published_page(receipt_paths, sensors: dict, tz: ZoneInfo, charts_kept: bool
             if r["uploaded"]:
                 state = f'<span class="yes">{html.escape(local_time(r["uploaded_at"], tz))}</span>' \
                     if r.get("uploaded_at") else '<span class="yes">yes</span>'
-                links = (f'<a href="{GATEWAY}{html.escape(r["cid"])}" target="_blank" rel="noopener">gateway</a> '
+                gateway = GATEWAY + r["ipfs_url"].removeprefix("ipfs://")  # a chart alone, or in its day's folder
+                links = (f'<a href="{html.escape(gateway)}" target="_blank" rel="noopener">gateway</a> '
                          f'<code>{html.escape(r["ipfs_url"])}</code>')
             else:
                 state, links = '<span class="no">no</span>', MISSING

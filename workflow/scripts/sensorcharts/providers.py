@@ -1,4 +1,5 @@
-"""Uploading charts to IPFS through Pinata (v3 API) and indexing them in Cloudflare Workers KV.
+"""The two providers' APIs: Pinata (IPFS pinning, v3) and Cloudflare Workers KV, with their settings, one
+shared request budget, retries, and errors a person can act on.
 
 Secrets come from the environment or a ``.env`` file and are never logged, written or put in an error
 message: errors name the variable to fix, not its value. TLS verification is never turned off; a plain
@@ -7,22 +8,19 @@ message: errors name the variable to fix, not its value. TLS verification is nev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import requests
 
-from .jobs import write_json_atomic
-
 PINATA_UPLOAD_URL = "https://uploads.pinata.cloud/v3/files"
+PINATA_API_URL = "https://api.pinata.cloud"  # deleting and listing files
 CLOUDFLARE_API_URL = "https://api.cloudflare.com/client/v4"
 KV_BULK_LIMIT = 10_000  # pairs per bulk request (Cloudflare's limit)
 KV_SAME_KEY_INTERVAL_S = 1.0  # KV accepts one write per second to the same key
@@ -35,6 +33,14 @@ class PublishError(RuntimeError):
 
 class CredentialError(PublishError):
     """401/403: retrying is pointless; the message names the variable to fix."""
+
+
+class KVLimitReached(PublishError):
+    """Cloudflare answered error 10048: the account's daily allowance for this operation is used up until
+    00:00 UTC (the free plan's 1,000 writes or deletes a day). Retrying before then is pointless."""
+
+
+KV_DAILY_LIMIT_CODE = 10048
 
 
 def read_dotenv(path: str | os.PathLike = ".env") -> dict[str, str]:
@@ -84,6 +90,7 @@ class Settings:
     kv_namespace_id: str | None = None
     delete_local_files: bool = True
     pinata_upload_url: str = PINATA_UPLOAD_URL
+    pinata_api_url: str = PINATA_API_URL
     cloudflare_api_url: str = CLOUDFLARE_API_URL
 
     @classmethod
@@ -102,6 +109,7 @@ class Settings:
             kv_namespace_id=get("KV_NAMESPACE_ID"),
             delete_local_files=_flag(get("DELETE_LOCAL_FILES"), True, "DELETE_LOCAL_FILES"),
             pinata_upload_url=_endpoint(get("PINATA_UPLOAD_URL") or PINATA_UPLOAD_URL, "PINATA_UPLOAD_URL"),
+            pinata_api_url=_endpoint(get("PINATA_API_URL") or PINATA_API_URL, "PINATA_API_URL"),
             cloudflare_api_url=_endpoint(get("CLOUDFLARE_API_URL") or CLOUDFLARE_API_URL, "CLOUDFLARE_API_URL"),
         )
 
@@ -201,6 +209,15 @@ def _retry_after(response: requests.Response) -> float | None:
             return None
 
 
+def _error_codes(response: requests.Response) -> set:
+    """The ``code`` of each error in a Cloudflare envelope (empty for any other body)."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return set()
+    return {e.get("code") for e in errors if isinstance(e, dict)} if isinstance(errors, list) else set()
+
+
 def _error_text(response: requests.Response) -> str:
     """A short reason from either service's error body (never echoing request headers)."""
     try:
@@ -219,11 +236,13 @@ def _error_text(response: requests.Response) -> str:
 
 def send(session: requests.Session, method: str, url: str, *, what: str, credential: str,
          limiter: RateLimiter, policy: RetryPolicy, log=None, accept: tuple[int, ...] = (),
-         **kwargs) -> requests.Response:
+         final=None, **kwargs) -> requests.Response:
     """One API call with rate limiting and retries; statuses in ``accept`` are answers, not errors.
 
     429 waits for ``Retry-After`` (or backs off when absent); 5xx, timeouts and dropped connections back off
     exponentially with jitter, up to ``policy.max_attempts``; 401/403 fail at once naming ``credential``.
+    ``final(response)`` may return an exception to raise at once, whatever the status (an answer that no
+    retry can change).
     """
     last = ""
     for attempt in range(1, policy.max_attempts + 1):
@@ -236,6 +255,9 @@ def send(session: requests.Session, method: str, url: str, *, what: str, credent
             last, wait = "connection failed or was dropped", policy.delay(attempt)
         else:
             status = response.status_code
+            refusal = final(response) if final and status >= 400 else None
+            if refusal is not None:
+                raise refusal
             if status in (401, 403):
                 raise CredentialError(
                     f"{what} rejected the credentials ({status} {_error_text(response)}); "
@@ -265,25 +287,42 @@ def send(session: requests.Session, method: str, url: str, *, what: str, credent
 
 
 class PinataClient:
+    """Pinata's v3 files API: upload one file or a folder (as a CAR), delete a file or folder by its id."""
+
     def __init__(self, settings: Settings, limiter: RateLimiter, policy: RetryPolicy, log=None):
         self.settings, self.limiter, self.policy, self.log = settings, limiter, policy, log
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {settings.pinata_jwt}"
 
-    def upload(self, data: bytes, name: str, keyvalues: dict[str, str]) -> dict:
-        """Upload one file publicly; return Pinata's ``data`` object."""
-        form = {"network": "public", "name": name, "keyvalues": json.dumps(keyvalues, sort_keys=True)}
+    def _send(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
+        return send(self.session, method, url, what=what, credential="PINATA_JWT", limiter=self.limiter,
+                    policy=self.policy, log=self.log, **kwargs)
+
+    def _upload(self, name: str, data: bytes, content_type: str, keyvalues: dict[str, str], **extra) -> dict:
+        form = {"network": "public", "name": name, "keyvalues": json.dumps(keyvalues, sort_keys=True), **extra}
         if self.settings.pinata_group_id:
             form["group_id"] = self.settings.pinata_group_id
-        response = send(
-            self.session, "POST", self.settings.pinata_upload_url, what="Pinata upload", credential="PINATA_JWT",
-            limiter=self.limiter, policy=self.policy, log=self.log,
-            data=form, files={"file": (name, data, "image/png")},
-        )
+        response = self._send("POST", self.settings.pinata_upload_url, "Pinata upload", data=form,
+                              files={"file": (name, data, content_type)})
         try:
             return response.json()["data"]
         except (ValueError, KeyError, TypeError):
             raise PublishError("Pinata upload answered 200 without a data object") from None
+
+    def upload(self, data: bytes, name: str, keyvalues: dict[str, str]) -> dict:
+        """Upload one PNG publicly; return Pinata's ``data`` object (``id``, ``cid``, …)."""
+        return self._upload(name, data, "image/png", keyvalues)
+
+    def upload_car(self, car: bytes, name: str, keyvalues: dict[str, str]) -> dict:
+        """Upload a CAR file publicly (``car=true``): Pinata keeps the DAG and its root as given, so the folder's
+        CID is the one computed here. Return Pinata's ``data`` object."""
+        return self._upload(name, car, "application/vnd.ipld.car", keyvalues, car="true")
+
+    def delete(self, file_id: str) -> bool:
+        """Delete a public file or folder by its id (not its CID). True when deleted now, False when Pinata
+        no longer knew it (404): either way it is gone, so deleting twice is harmless."""
+        url = f"{self.settings.pinata_api_url}/v3/files/public/{quote(file_id, safe='')}"
+        return self._send("DELETE", url, "Pinata delete", accept=(404,)).status_code != 404
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,7 +330,24 @@ class PinataClient:
 # ---------------------------------------------------------------------------------------------------------
 
 
+KV_NO_SUCH_NAMESPACE = {7003, 10013}  # "could not route" (account), "namespace not found"
+
+
+def _kv_refusal(response: requests.Response) -> PublishError | None:
+    """Answers no retry can change: the daily limit (any status), an account or namespace that is not there."""
+    codes = _error_codes(response)
+    if KV_DAILY_LIMIT_CODE in codes:
+        return KVLimitReached("Cloudflare KV's daily limit for this operation is used up until 00:00 UTC "
+                              f"(error {KV_DAILY_LIMIT_CODE})")
+    if response.status_code == 404 and codes & KV_NO_SUCH_NAMESPACE:
+        return PublishError(f"Cloudflare KV answered 404 ({_error_text(response)}); "
+                            "check CLOUDFLARE_ACCOUNT_ID and KV_NAMESPACE_ID")
+    return None
+
+
 class KVClient:
+    """Cloudflare Workers KV's REST API for one namespace: read a key, bulk write, bulk delete."""
+
     def __init__(self, settings: Settings, limiter: RateLimiter, policy: RetryPolicy, log=None):
         self.settings, self.limiter, self.policy, self.log = settings, limiter, policy, log
         self.session = requests.Session()
@@ -301,242 +357,53 @@ class KVClient:
 
     def _send(self, method: str, path: str, **kwargs) -> requests.Response:
         return send(self.session, method, self.base + path, what="Cloudflare KV", credential="CLOUDFLARE_API_TOKEN",
-                    limiter=self.limiter, policy=self.policy, log=self.log, **kwargs)
+                    limiter=self.limiter, policy=self.policy, log=self.log, final=_kv_refusal, **kwargs)
 
     def get(self, key: str) -> str | None:
         """The value of ``key``, or None when it does not exist (404, code 10009)."""
         response = self._send("GET", f"/values/{quote(key, safe='')}", accept=(404,))
         if response.status_code == 404:
-            try:
-                codes = {e.get("code") for e in response.json().get("errors", [])}
-            except (ValueError, AttributeError):
-                codes = set()
-            if 10009 in codes:  # key not found
+            if 10009 in _error_codes(response):  # key not found
                 return None
             raise PublishError(f"Cloudflare KV answered 404 ({_error_text(response)}); "
                                "check CLOUDFLARE_ACCOUNT_ID and KV_NAMESPACE_ID")
         return response.content.decode("utf-8")
 
-    def put_many(self, values: dict[str, str]) -> None:
+    def _bulk(self, method: str, path: str, items: list, keys: list[str], written) -> list[str]:
+        """Send ``items`` (one request per 10,000); call ``written(keys done, pairs billed)`` after each
+        answer; return the keys reported unsuccessful."""
+        failed: list[str] = []
+        for i in range(0, len(items), KV_BULK_LIMIT):
+            chunk, chunk_keys = items[i : i + KV_BULK_LIMIT], keys[i : i + KV_BULK_LIMIT]
+            result = self._send(method, path, json=chunk).json().get("result") or {}
+            refused = set(result.get("unsuccessful_keys") or []) & set(chunk_keys)
+            failed += [k for k in chunk_keys if k in refused]
+            written([k for k in chunk_keys if k not in refused], len(chunk))
+        return failed
+
+    def put_many(self, values: dict[str, str], written=lambda keys, billed: None) -> None:
         """Write ``values`` through the bulk API, retrying keys reported unsuccessful.
 
-        Each key appears once per request; a retried key waits at least a second since its last write
-        attempt, KV's limit for one key.
+        ``written(keys, billed)`` is called after every answer with the keys stored and the pairs sent (each
+        pair counts as a write, stored or not), so a caller keeps its books even when a later request
+        fails. A retried key waits at least a second since its last write attempt, KV's limit for one key.
         """
         pending = dict(values)
         for attempt in range(1, self.policy.max_attempts + 1):
-            failed: dict[str, str] = {}
             keys = sorted(pending)
-            for i in range(0, len(keys), KV_BULK_LIMIT):
-                chunk = keys[i : i + KV_BULK_LIMIT]
-                body = [{"key": k, "value": pending[k]} for k in chunk]
-                sent_at = time.monotonic()
-                result = self._send("PUT", "/bulk", json=body).json().get("result") or {}
-                for key in result.get("unsuccessful_keys") or []:
-                    if key in pending:
-                        failed[key] = pending[key]
+            sent_at = time.monotonic()
+            failed = self._bulk("PUT", "/bulk", [{"key": k, "value": pending[k]} for k in keys], keys, written)
             if not failed:
                 return
             if self.log:
                 self.log.warning("Cloudflare KV: %d key(s) unsuccessful, retrying", len(failed))
-            pending = failed
+            pending = {k: pending[k] for k in failed}
             since_write = time.monotonic() - sent_at
             time.sleep(max(KV_SAME_KEY_INTERVAL_S + 0.05 - since_write, 0) + self.policy.delay(attempt))
         raise PublishError(f"Cloudflare KV kept refusing {len(pending)} key(s), e.g. {sorted(pending)[0]!r}")
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Receipts and KV documents
-# ---------------------------------------------------------------------------------------------------------
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_receipt(meta: dict, data: bytes, cid: str, pinned: dict | None) -> dict:
-    """The receipt of one chart: where it lives on IPFS, what it is, and whether it was uploaded."""
-    receipt = {
-        "cid": cid,
-        "ipfs_url": f"ipfs://{cid}",
-        "size": len(data),
-        "sha256": sha256_hex(data),
-        "uploaded": pinned is not None,
-        "pinata_id": pinned.get("id") if pinned else None,
-        "uploaded_at": pinned.get("uploaded_at") if pinned else None,
-        "metadata": meta,
-    }
-    return receipt
-
-
-KV_METADATA_FIELDS = ("filename", "sensor_type", "interval", "data_points", "processing_time", "start_time",
-                      "end_time")
-
-
-def kv_value(receipt: dict, updated_at: float) -> str:
-    """The KV value layout of the service this replaces (``updated_at`` is unix seconds as a string)."""
-    meta = receipt["metadata"]
-    return json.dumps(
-        {"ipfs_url": receipt["ipfs_url"], "updated_at": str(int(updated_at)),
-         "metadata": {k: meta[k] for k in KV_METADATA_FIELDS}},
-        sort_keys=False,
-    )
-
-
-def period_end(value: dict | str) -> datetime:
-    meta = value["metadata"] if isinstance(value, dict) else json.loads(value)["metadata"]
-    return datetime.fromisoformat(meta["end_time"]).astimezone(timezone.utc)
-
-
-def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class Chart:
-    png: Path
-    meta: dict
-
-    @property
-    def name(self) -> str:
-        return f"{self.meta['sensor_type']}_{self.meta['interval']}_{self.meta['stamp']}.png"
-
-
-def upload_charts(charts: list[Chart], pinned_dir: str | os.PathLike, settings: Settings, limiter: RateLimiter,
-                  policy: RetryPolicy, threads: int = 4, log=None) -> tuple[dict[str, dict], dict[str, int]]:
-    """Upload ``charts`` (unless already pinned); return their receipts, by chart key in the charts' order
-    (the content of a receipts file), and counts.
-
-    ``pinned_dir`` keeps one record per CID that Pinata has confirmed, written the moment the upload
-    succeeds. A job that fails writes no receipts, but these records stay, so the next run uploads only
-    the charts that are still missing, and identical bytes are never uploaded twice.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .cid import cid_v0, cid_v1, cid_version
-
-    pinned_dir = Path(pinned_dir)
-    client = PinataClient(settings, limiter, policy, log) if settings.uploads_enabled else None
-    counts = {"uploaded": 0, "already_pinned": 0, "local_only": 0}
-    receipts: dict[str, dict] = {}
-    counts_lock = threading.Lock()
-
-    def one(chart: Chart) -> None:
-        data = chart.png.read_bytes()
-        cid = cid_v1(data)
-        record_path = pinned_dir / f"{cid}.json"
-        pinned = json.loads(record_path.read_text()) if record_path.exists() else None
-        outcome = "already_pinned" if pinned else "local_only"
-        if pinned is None and client is not None:
-            meta = chart.meta
-            answer = client.upload(data, chart.name, {"sensor": meta["sensor_type"], "interval": meta["interval"],
-                                                      "stamp": meta["stamp"]})
-            answered = str(answer.get("cid", ""))
-            local = cid if cid_version(answered) == 1 else cid_v0(data)
-            if answered != local:
-                raise PublishError(f"Pinata answered CID {answered} for {chart.name}, but its bytes give {local}")
-            pinned = {"cid": cid, "pinata_cid": answered, "id": answer.get("id"), "uploaded_at": utc_now_iso(),
-                      "network": answer.get("network"), "group_id": answer.get("group_id"),
-                      "is_duplicate": answer.get("is_duplicate")}
-            write_json_atomic(pinned, record_path)
-            outcome = "uploaded"
-        receipt = make_receipt(chart.meta, data, cid, pinned)
-        with counts_lock:
-            receipts[chart_key(chart.meta)] = receipt
-            counts[outcome] += 1
-
-    errors: list[BaseException] = []
-    pending = list(charts)
-    # One at a time until an upload has gone through, so a rejected token costs one request, not one per
-    # thread (a CredentialError ends the job at once: every other upload would be refused too).
-    while pending and client is not None and counts["uploaded"] == 0:
-        try:
-            one(pending.pop(0))
-        except (PublishError, OSError) as exc:
-            if isinstance(exc, CredentialError):
-                raise
-            errors.append(exc)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for future in [pool.submit(one, chart) for chart in pending]:
-            try:
-                future.result()
-            except CredentialError:
-                pool.shutdown(cancel_futures=True)
-                raise
-            except (PublishError, OSError) as exc:
-                errors.append(exc)  # keep going: every chart uploaded now is one less for the next run
-    if errors:
-        if log:
-            for exc in errors:
-                log.error("%s", exc)
-        raise PublishError(f"{len(errors)} of {len(charts)} uploads failed; the first: {errors[0]}")
-    order = [chart_key(chart.meta) for chart in charts]
-    return {key: receipts[key] for key in order}, counts
-
-
-def chart_key(meta: dict, which: str | None = None) -> str:
-    return f"{meta['sensor_type']}:{meta['interval']}:{which or meta['stamp']}"
-
-
-def read_receipts(paths) -> list[dict]:
-    """Every chart's receipt in the receipts files ``paths`` (each maps chart keys to receipts)."""
-    return [receipt for path in paths for receipt in json.loads(Path(path).read_text(encoding="utf-8")).values()]
-
-
-def publish_index(receipt_paths: list[str], state_path: str | os.PathLike, settings: Settings,
-                  limiter: RateLimiter, policy: RetryPolicy, log=None, now: float | None = None) -> dict:
-    """Index uploaded charts in KV: a dated key per chart and ``{sensor}:{interval}:latest``.
-
-    Only keys whose CID differs from what this deployment last wrote (``state_path``) are written.
-    ``latest`` moves only forward: it is replaced only by a chart whose period ends no earlier than the
-    one KV points to now. Without Pinata or Cloudflare credentials nothing is sent, and the documents
-    that would be written are returned for the run's record.
-    """
-    now = time.time() if now is None else now
-    state_path = Path(state_path)
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    receipts = read_receipts(receipt_paths)
-    live = settings.uploads_enabled and not settings.index_missing
-
-    def value_of(receipt: dict) -> str:
-        uploaded = receipt.get("uploaded_at")
-        stamp = datetime.fromisoformat(uploaded).timestamp() if uploaded else now
-        return kv_value(receipt, stamp)
-
-    documents: dict[str, str] = {}
-    newest: dict[str, dict] = {}
-    for receipt in receipts:
-        key = chart_key(receipt["metadata"])
-        if state.get(key) != receipt["cid"]:
-            documents[key] = value_of(receipt)
-        latest = chart_key(receipt["metadata"], "latest")
-        order = (period_end(receipt), receipt["metadata"]["stamp"])
-        if latest not in newest or order > (period_end(newest[latest]), newest[latest]["metadata"]["stamp"]):
-            newest[latest] = receipt
-
-    kv = KVClient(settings, limiter, policy, log) if live else None
-    kept_back: dict[str, str] = {}
-    for key, receipt in sorted(newest.items()):
-        if state.get(key) == receipt["cid"]:
-            continue
-        current = kv.get(key) if kv else None
-        if current is not None:
-            current_value = json.loads(current)
-            if current_value.get("ipfs_url") == receipt["ipfs_url"]:
-                continue
-            if period_end(current_value) > period_end(receipt):
-                kept_back[key] = current_value["metadata"]["end_time"]  # never move latest backwards
-                continue
-        documents[key] = value_of(receipt)
-
-    if kv and documents:
-        kv.put_many(documents)
-        for key, value in documents.items():
-            state[key] = json.loads(value)["ipfs_url"].removeprefix("ipfs://")
-        write_json_atomic(state, state_path)
-    return {
-        "written_to_kv": bool(kv),
-        "keys": len(documents),
-        "latest_kept_because_newer": kept_back,
-        "documents": {key: json.loads(value) for key, value in sorted(documents.items())},
-    }
+    def delete_many(self, keys: list[str], deleted=lambda keys, billed: None) -> list[str]:
+        """Delete ``keys`` through the bulk API (a missing key is no error); ``deleted(keys, billed)`` as
+        ``put_many``'s callback. Return the keys reported unsuccessful (a later run tries them again)."""
+        keys = sorted(keys)
+        return self._bulk("POST", "/bulk/delete", keys, keys, deleted)

@@ -1,0 +1,182 @@
+"""Publishing that lasts, measured against the local doubles of Pinata and Cloudflare KV (tests/doubles.py),
+which count what the providers bill: pinned files (a folder is one), upload and delete requests, KV writes
+per UTC day.
+
+    tools/with-env python bench/publishing.py [--quick]      # alone; bench/run.py runs it too
+
+Two scenarios on synthetic readings (3 sensors, one a minute, America/Los_Angeles), with the workflow's
+defaults (kv_writes_per_day 1,000, grace 10 minutes, lookback_days 2):
+
+  cron      ``snakemake latest`` every 5 minutes of a simulated clock (``--config now=…``, the doubles'
+            clocks in step) over 2 hours [30 minutes] from 23:00 local: an hour change and a local midnight
+            (a day leaves the window and is packed into a folder). Readings arrive every step. Then one run
+            15 minutes later with nothing new (grace periods end). KV writes are projected to a day: the
+            writes that recur every hour x 24, plus those that happen once a day (daily and heatmap keys,
+            the keys of the packed day)
+  backfill  ``snakemake`` of 30 [3] finished days with ``upload.requests_per_minute`` 60 (the free plan):
+            upload requests, and the time the upload phase takes at that rate
+
+Prints the figures and, as the last line, one JSON object. Nothing is asserted but correctness (the run
+succeeds; the pins are exactly what KV and the receipts refer to).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+import common  # noqa: E402
+from common import TZ, copy_table, snakemake_env, synthetic_readings, write_config  # noqa: E402
+
+JWT, CF_TOKEN = "bench-pinata-jwt", "bench-cf-token"
+CRON_START = datetime(2025, 6, 10, 23, 0, tzinfo=TZ)  # 23:00 PDT: an hour change, then local midnight
+BACKFILL_FIRST = date(2025, 5, 1)
+FULL = dict(cron_minutes=120, backfill_days=30)
+QUICK = dict(cron_minutes=30, backfill_days=3)
+
+
+def run(wd: Path, url: str, env: dict, *args: str) -> float:
+    import subprocess
+
+    cmd = [common.SNAKEMAKE, "--snakefile", str(common.WORKFLOW / "Snakefile"), "--directory", str(wd),
+           "--cores", "2", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**snakemake_env(url), **env}, cwd=wd)
+    if proc.returncode:
+        output = (proc.stdout + proc.stderr)[-4000:]
+        sys.exit(f"snakemake {' '.join(args)} failed ({proc.returncode}) in {wd}:\n{output}")
+    return time.perf_counter() - t0
+
+
+def credentials(pinata, kv) -> dict:
+    return {"PINATA_JWT": JWT, "PINATA_UPLOAD_URL": pinata.url, "PINATA_API_URL": pinata.api_url,
+            "CLOUDFLARE_API_TOKEN": CF_TOKEN, "CLOUDFLARE_ACCOUNT_ID": kv.account, "KV_NAMESPACE_ID": kv.namespace,
+            "CLOUDFLARE_API_URL": kv.url}
+
+
+def root_of(url: str) -> str:
+    return url.removeprefix("ipfs://").split("/", 1)[0]
+
+
+def live_and_pinned(wd: Path, pinata, kv) -> tuple[set[str], set[str]]:
+    live = {root_of(json.loads(v)["ipfs_url"]) for v in kv.store.values()}
+    for path in wd.glob("results/receipts/*/*.json"):
+        live |= {r["root_cid"] for r in json.loads(path.read_text()).values()}
+    return live, {f["cid"] for f in pinata.files.values()}
+
+
+def cron(url: str, wd: Path, minutes: int) -> dict:
+    """A 5-minute cron over ``minutes`` of simulated time; KV writes projected to a day, pins vs live."""
+    from doubles import KVDouble, PinataDouble
+
+    config = dict(start=None, end=None, now=CRON_START.isoformat(), upload={"requests_per_minute": 6000})
+    with PinataDouble(jwt=JWT) as pinata, KVDouble(token=CF_TOKEN) as kv:
+        env = credentials(pinata, kv)
+        first = CRON_START.date() - timedelta(days=32)
+        copy_table(url, synthetic_readings(datetime(first.year, first.month, first.day, tzinfo=TZ), CRON_START))
+        now, seconds, daily_events = CRON_START, [], 0
+        for step in range(minutes // 5 + 1):
+            if step:
+                later = now + timedelta(minutes=5)
+                copy_table(url, synthetic_readings(now, later))
+                now = later
+            pinata.clock = kv.clock = now.timestamp
+            write_config(wd, **dict(config, now=now.isoformat()))
+            seconds.append(run(wd, url, env, "latest"))
+            record = json.loads((wd / "results/kv/recent.json").read_text())
+            if record["at"] != now.astimezone(timezone.utc).isoformat(timespec="seconds"):
+                continue  # the index job did not run in this step
+            for key, doc in record["documents"].items():
+                in_folder = "/" in doc["ipfs_url"].removeprefix("ipfs://")
+                if not key.endswith(":latest") and (key.split(":")[1] != "hourly" or in_folder):
+                    daily_events += 1  # daily and heatmap keys, and the packed day's keys: once a day
+        runs = len(seconds)
+        # Nothing new for 15 minutes: the grace periods of the last superseded pins end.
+        now += timedelta(minutes=15)
+        pinata.clock = kv.clock = now.timestamp
+        write_config(wd, **dict(config, now=now.isoformat()))
+        run(wd, url, env, "latest")
+        writes = sum(kv.usage(d)["writes"] for d in {CRON_START.astimezone(timezone.utc).date().isoformat(),
+                                                     now.astimezone(timezone.utc).date().isoformat()})
+        live, pinned = live_and_pinned(wd, pinata, kv)
+        recurring = writes - daily_events
+        return {
+            "cron_runs": runs, "cron_minutes": minutes, "cron_run_median_s": sorted(seconds)[len(seconds) // 2],
+            "cron_kv_writes": writes, "cron_kv_writes_once_a_day": daily_events,
+            "kv_writes_per_day_projected": round(recurring * 24 * 60 / minutes + daily_events),
+            "cron_pinata_uploads": len(pinata.uploads), "cron_pinata_deletes": len(pinata.deleted),
+            "pinned_after_cron": len(pinned), "live_after_cron": len(live),
+            "pinned_to_live": len(pinned) / max(1, len(live)), "pinned_equals_live": pinned == live,
+        }
+
+
+def backfill(url: str, wd: Path, days: int) -> dict:
+    """``days`` finished days uploaded at the free plan's 60 requests a minute."""
+    from doubles import KVDouble, PinataDouble
+
+    last = BACKFILL_FIRST + timedelta(days=days - 1)
+    lo = datetime(BACKFILL_FIRST.year, BACKFILL_FIRST.month, BACKFILL_FIRST.day, tzinfo=TZ) - timedelta(days=30)
+    hi = datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
+    copy_table(url, synthetic_readings(lo, hi))
+    with PinataDouble(jwt=JWT) as pinata, KVDouble(token=CF_TOKEN) as kv:
+        pinata.clock = kv.clock = common.NOW.timestamp
+        write_config(wd, start=BACKFILL_FIRST.isoformat(), end=last.isoformat(), now=common.NOW.isoformat(),
+                     upload={"requests_per_minute": 60})
+        wall = run(wd, url, credentials(pinata, kv))
+        uploads = [r for r in pinata.requests if r["method"] == "POST" and r["path"] == "/v3/files"]
+        upload_log = sorted(wd.glob("logs/upload_folder/*.log"))
+        folders = [f for f in pinata.files.values() if f["number_of_files"] > 1]
+        charts = sum(f["number_of_files"] for f in folders)
+        return {
+            "backfill_days": days, "backfill_charts": charts, "backfill_upload_requests": len(uploads),
+            "backfill_upload_minutes_at_60_per_minute": len(uploads) / 60, "backfill_wall_s": round(wall, 1),
+            "backfill_pinned_files": len(pinata.files), "backfill_kv_writes": kv.usage()["writes"],
+            "pinata_files_per_finished_day": len(folders) / days,
+            "pinata_files_year_of_finished_days": round(365 * len(folders) / days),
+            "upload_logs": len(upload_log),
+        }
+
+
+def measure(admin_url: str, root: Path, quick: bool) -> dict:
+    from common import scratch_database
+
+    p = QUICK if quick else FULL
+    with scratch_database(admin_url, "bench_publish_cron") as url:
+        figures = cron(url, root / "publish_cron", p["cron_minutes"])
+    with scratch_database(admin_url, "bench_publish_backfill") as url:
+        figures.update(backfill(url, root / "publish_backfill", p["backfill_days"]))
+    return figures
+
+
+TARGETS = {"kv_writes_per_day_projected": ("<=", 1000), "pinned_to_live": ("<=", 1.0),
+           "backfill_upload_requests": ("<=", 60), "backfill_upload_minutes_at_60_per_minute": ("<=", 2.0),
+           "pinata_files_year_of_finished_days": ("<=", 400)}
+
+
+def main() -> None:
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-publishing-") as tmp:
+        root = Path(tmp)
+        common.snapshot_workflow(root / "workflow-snapshot")
+        with common.private_runtime(root / "xdg"), common.postgres_server(root) as admin_url:
+            figures = measure(admin_url, root, args.quick)
+    for key, (op, bound) in TARGETS.items():
+        value = figures[key]
+        met = value <= bound if op == "<=" else value >= bound
+        print(f"{key:45s} {value!s:>10}   target {op} {bound}   {'met' if met else 'MISSED'}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
