@@ -1,13 +1,14 @@
-"""Local HTTP doubles of Pinata's v3 upload API and the Cloudflare Workers KV REST API.
+"""Local HTTP doubles of Pinata's v3 files API (with a gateway) and the Cloudflare Workers KV REST API.
 
 Each double is a real HTTP server on 127.0.0.1 (a free port chosen by the OS), served by a
 ``ThreadingHTTPServer`` on a background thread from construction until ``close()`` (or the end of its
 ``with`` block). It speaks HTTP/1.1 with keep-alive, validates requests the way the real service is
-documented to (``/work/shared/reference/external-apis.md``), and REJECTS what the real service rejects,
-so a client tested against it proves something.
+documented to (``docs/ipfs-and-providers.md`` has the facts and their public sources), REJECTS what the
+real service rejects, and counts what the providers' plans limit (files pinned, KV operations a day), so a
+client tested against it proves something.
 
-    with PinataDouble(jwt="test-jwt") as pinata:  # pinata.url is what PINATA_UPLOAD_URL is set to
-        ...
+    with PinataDouble(jwt="test-jwt") as pinata:  # pinata.url is what PINATA_UPLOAD_URL is set to;
+        ...                                         # pinata.api_url stands in for https://api.pinata.cloud
     with KVDouble(token="test-cf-token", account="acct123", namespace="ns456") as kv:
         ...                                         # kv.url is what CLOUDFLARE_API_URL is set to
 
@@ -18,7 +19,8 @@ Common to both:
   the query string; ``status`` is ``None`` for the ``"drop"`` and ``"timeout"`` faults (no answer reached
   the client). Entries, uploads, stored values and writes are recorded *before* the answer is sent, so a
   test may assert on them as soon as its client call returns.
-* ``inject(*faults)`` queues faults, validated at once (``ValueError`` for an unknown one):
+* ``inject(*faults)`` queues faults, validated at once (``ValueError`` for an unknown one; which requests
+  consume them: see each double):
 
   ``"429:N"``  429 with ``Retry-After: N`` and the service's error body; ``"429"`` the same without
   ``Retry-After``; ``"500"``, ``"503"`` that status with the service's JSON error shape; ``"502"`` a
@@ -30,10 +32,11 @@ Common to both:
 
 Pinata (``PinataDouble``): see its docstring. Cloudflare KV (``KVDouble``): see its docstring.
 
-Error codes and messages are the documented ones where the reference names them (Pinata's v3
-``{"error": {"code", "message"}}``; KV 10000, 6003, 10009, 971) and otherwise follow the public list of
-KV API codes (10012 malformed value, 10013 namespace not found, 10022 too many requests, 10024 payload
-too large, 10028 invalid limit argument); client code should branch on HTTP status, not on them.
+Error codes and messages are the documented ones where the documentation names them (Pinata's v3
+``{"error": {"code", "message"}}``; KV 10000, 6003, 10009, 971, 10048) and otherwise follow the public list
+of KV API codes (10012 malformed value, 10013 namespace not found, 10022 too many requests, 10024 payload
+too large, 10028 invalid limit argument); client code should branch on HTTP status, not on them, except
+KV's 10048 (the daily limit of a free plan), whose HTTP status is not documented.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote
+
+from ipld_reader import CID, Dag, IPLDError, read_car
 
 __all__ = ["PinataDouble", "KVDouble", "cid_v1_raw", "cid_v0_single_chunk", "CHUNK_SIZE"]
 
@@ -379,12 +384,15 @@ class _HTTPDouble:
         self.close()
 
     # faults
-    def inject(self, *faults: str) -> None:
+    def inject(self, *faults) -> None:
         for fault in faults:
-            if not isinstance(fault, str) or not self._fault_pattern.fullmatch(fault):
+            if not self._valid_fault(fault):
                 raise ValueError(f"{type(self).__name__}: unknown fault {fault!r}")
         with self._lock:
             self._queue(faults)
+
+    def _valid_fault(self, fault) -> bool:
+        return isinstance(fault, str) and bool(self._fault_pattern.fullmatch(fault))
 
     def _queue(self, faults) -> None:  # called with the lock held
         self._faults.extend(faults)
@@ -441,33 +449,97 @@ def _bearer(headers) -> tuple[str, str | None]:
 
 
 class PinataDouble(_HTTPDouble):
-    """Pinata's v3 upload endpoint, ``POST /v3/files``; every other method or path answers 404.
+    """Pinata's v3 files API and a gateway, on one server: ``url`` stands in for
+    ``https://uploads.pinata.cloud/v3/files``, ``api_url`` for ``https://api.pinata.cloud`` and ``gateway_url``
+    for a gateway's ``https://…/ipfs``. Every other method or path answers 404.
 
-    * ``Authorization: Bearer <jwt>`` is required: a missing header, another scheme or another token
-      answers 401 ``{"error": {"code": 401, "message": …}}``.
-    * The body must be ``multipart/form-data`` with exactly one ``file`` part carrying a filename
-      (none, or several — a folder — answer 400), ``network`` ``public``/``private`` (absent: private,
-      the service's default), optional ``name`` (default: the filename), ``group_id``, ``keyvalues`` (a JSON
-      string of string→string pairs) and ``car`` (``true``/``false``). A repeated text field is a 400.
-      Errors use the v3 shape ``{"error": {"code": 400, "message": …}}``.
-    * The CID is computed here: CIDv1 raw leaf (``bafkrei…``, the default, ``cid_version("v1")``) or
-      CIDv0 (``Qm…``, ``cid_version("v0")``).
-    * LIMITATIONS: only single-chunk files (≤ 262,144 bytes) are supported; a larger file answers 400
-      "double supports single-chunk files only" (the real service would build a dag-pb tree). ``car=true``
-      uploads are not supported either (400). Duplicates are detected by CID across both networks; a
-      duplicate gets a fresh id.
-    * ``uploads`` records every accepted upload: ``{"id", "name", "cid", "size", "network", "group_id",
-      "keyvalues", "is_duplicate", "sha256"}``. Faults are consumed only by requests to ``/v3/files``.
+    Endpoints (``Authorization: Bearer <jwt>`` on all but the gateway: a missing header, another scheme or
+    another token answers 401 ``{"error": {"code": 401, "message": …}}``; other v3 errors have the same shape):
+
+    * ``POST /v3/files``: an upload. The body must be ``multipart/form-data`` with exactly one ``file`` part
+      carrying a filename (none, or several — a folder — answer 400), ``network`` ``public``/``private``
+      (absent: private, the service's default), optional ``name`` (default: the filename), ``group_id``,
+      ``keyvalues`` (a JSON string of string→string pairs) and ``car`` (``true``/``false``). A repeated text
+      field is a 400. Without ``car`` the CID is computed here: CIDv1 raw leaf (``bafkrei…``, the default,
+      ``cid_version("v1")``) or CIDv0 (``Qm…``, ``cid_version("v0")``); LIMITATION: only single-chunk files
+      (≤ 262,144 bytes) are supported, a larger one answers 400 "double supports single-chunk files only".
+      With ``car=true`` the file must be a CARv1 (read by ``ipld_reader``, independent of the project's code):
+      the header, the varint-framed sections, every block's bytes hashing to its CID (sha2-256; raw and dag-pb
+      blocks only), and every block under the root present, dag-pb blocks decoded strictly; anything else
+      answers 400 and pins nothing. The answer's ``cid`` is the root as given, ``number_of_files`` the files
+      in the folder (1 for a file). CHOICES: exactly one root (several answer 400); blocks not under the root
+      are ignored; ``size`` is the total bytes of the distinct blocks under the root; HAMT-sharded folders
+      are refused (400: the double does not read them).
+    * ``GET /v3/files/{network}``: the pinned files of that network, newest first, ``{"data": {"files": [{"id",
+      "name", "cid", "size", "number_of_files", "mime_type", "group_id", "keyvalues", "created_at"}],
+      "next_page_token"}}``. Filters ``cid``, ``name``, ``group`` (a group id), ``keyvalues[k]=v``: CHOICE,
+      exact matches. ``limit`` 1–1000 (default 10; else 400); ``pageToken`` the last answer's
+      ``next_page_token`` (``""`` on the last page; an unknown token answers 400).
+    * ``GET /v3/files/{network}/{id}``: ``{"data": <that file>}``, 404 when not pinned on that network.
+    * ``DELETE /v3/files/{network}/{id}``: unpins; 200 ``{"data": null}`` (the documented example), 404 for an
+      id that is unknown, on the other network or already deleted. ``{id}`` is the upload's id, not its CID.
+    * ``GET /data/userPinnedDataTotal``: ``{"pin_count", "pin_size_total", "pin_size_with_replications_total"}``
+      of what is pinned now (an endpoint of the legacy API: its errors are ``{"error": {"reason",
+      "details"}}``).
+    * ``GET /ipfs/{cid}[/path]``, no auth: the bytes of a file of a pinned *public* upload (a folder's file by
+      its path under the folder's CID, or any file or block CID inside a pinned DAG); 404 for anything not
+      pinned now (deleted uploads no longer resolve), 501 for a folder itself (no listings).
+
+    Plan quotas: ``file_limit`` (None: unlimited; the free plan's is 500) and ``storage_limit_bytes`` (None:
+    unlimited; the free plan's is 1 GB). An upload that would make the pinned files more than ``file_limit``,
+    or their bytes more than ``storage_limit_bytes``, is refused and pins nothing; deleting frees quota. A
+    folder counts as one file. CHOICE (the reference names no status): ``quota_status`` (default 403) with
+    ``{"error": {"code": <status>, "message": "…plan limit…"}}``; a duplicate upload is a new file and counts.
+
+    State: ``files`` (id → record of what is pinned now: ``{"id", "name", "cid", "size", "number_of_files",
+    "mime_type", "group_id", "keyvalues", "network", "created_at", "car"}``), ``deleted`` (ids, in order),
+    ``uploads`` (every accepted upload: ``{"id", "name", "cid", "size", "network", "group_id", "keyvalues",
+    "is_duplicate", "sha256"}``; ``sha256`` of the uploaded bytes, the CAR's for a CAR), ``pin_count``,
+    ``pinned_bytes``, ``requests``. ``clock`` (a callable returning epoch seconds, default ``time.time``)
+    dates ``created_at``. ``is_duplicate``: CHOICE, a file with the same CID is pinned now.
+
+    Faults: ``inject(*faults, endpoint=None)`` queues faults for the next request to any endpoint but the
+    gateway, or, with ``endpoint`` one of ``"upload"``, ``"list"``, ``"get"``, ``"delete"``, ``"data"``, for
+    the next request to that endpoint only.
     """
 
     PATH = "/v3/files"
+    ENDPOINTS = ("upload", "list", "get", "delete", "data")
+    LIST_LIMIT_MAX = 1000
 
-    def __init__(self, jwt: str = "test-jwt") -> None:
+    def __init__(
+        self,
+        jwt: str = "test-jwt",
+        *,
+        file_limit: int | None = None,
+        storage_limit_bytes: int | None = None,
+        clock=time.time,
+    ) -> None:
         self.jwt = jwt
+        self.file_limit, self.storage_limit_bytes = file_limit, storage_limit_bytes
+        self.quota_status = 403
+        self.clock = clock
         self.uploads: list[dict] = []
+        self.files: dict[str, dict] = {}
+        self.deleted: list[str] = []
         self._cid_version = "v1"
+        self._blocks: dict[CID, bytes] = {}  # every block a CAR upload brought, for the gateway
+        self._dag_cids: dict[str, set[CID]] = {}  # file id -> the CIDs its DAG holds
+        self._raw_files: dict[str, bytes] = {}  # CID text -> bytes of a plain (non-CAR) upload
         super().__init__()
         self.url = self.base_url + self.PATH
+        self.api_url = self.base_url
+        self.gateway_url = self.base_url + "/ipfs"
+
+    @property
+    def pin_count(self) -> int:
+        with self._lock:
+            return len(self.files)
+
+    @property
+    def pinned_bytes(self) -> int:
+        with self._lock:
+            return sum(record["size"] for record in self.files.values())
 
     def cid_version(self, v: str) -> None:
         if v not in ("v0", "v1"):
@@ -475,9 +547,39 @@ class PinataDouble(_HTTPDouble):
         with self._lock:
             self._cid_version = v
 
-    def _consumes_faults(self, req: Request) -> bool:
-        return req.path == self.PATH
+    # ---- faults: (fault, endpoint or None), consumed by the first request to a matching endpoint
+    def inject(self, *faults: str, endpoint: str | None = None) -> None:
+        if endpoint is not None and endpoint not in self.ENDPOINTS:
+            raise ValueError(f"PinataDouble: unknown endpoint {endpoint!r}, one of {self.ENDPOINTS}")
+        super().inject(*[(fault, endpoint) for fault in faults])
 
+    def _valid_fault(self, fault) -> bool:
+        return isinstance(fault, tuple) and super()._valid_fault(fault[0])
+
+    def _take_fault(self, req: Request) -> str | None:
+        endpoint = self._endpoint(req)
+        if endpoint is None:
+            return None
+        with self._lock:
+            for index, (fault, wanted) in enumerate(self._faults):
+                if wanted in (None, endpoint):
+                    del self._faults[index]
+                    return fault
+        return None
+
+    def _endpoint(self, req: Request) -> str | None:
+        segments = req.path.split("/")[1:]
+        if req.path == self.PATH:
+            return "upload" if req.method == "POST" else None
+        if segments[:2] == ["v3", "files"] and len(segments) == 3:
+            return "list" if req.method == "GET" else None
+        if segments[:2] == ["v3", "files"] and len(segments) == 4:
+            return {"GET": "get", "DELETE": "delete"}.get(req.method)
+        if req.path == "/data/userPinnedDataTotal":
+            return "data" if req.method == "GET" else None
+        return None
+
+    # ---- answers
     def _error(self, status: int, message: str, code: int | None = None) -> Response:
         return _json(status, {"error": {"code": status, "message": message}})
 
@@ -492,13 +594,83 @@ class PinataDouble(_HTTPDouble):
         }[status]
         return self._error(status, message)
 
+    @staticmethod
+    def _listed(record: dict) -> dict:
+        keys = ("id", "name", "cid", "size", "number_of_files", "mime_type", "group_id", "keyvalues", "created_at")
+        return {key: record[key] for key in keys}
+
     def _respond(self, req: Request) -> Response:
-        if req.path != self.PATH or req.method != "POST":
+        if req.path.startswith("/ipfs/") and req.method in ("GET", "HEAD"):
+            return self._gateway(req)
+        endpoint = self._endpoint(req)
+        if endpoint is None:
             return self._error(404, "Not Found")
         state, token = _bearer(req.headers)
         if state != "ok" or token != self.jwt:
+            if endpoint == "data":
+                return _json(401, {"error": {"reason": "INVALID_CREDENTIALS", "details": "Invalid authentication"}})
             return self._error(401, "Unauthorized: missing or invalid Authorization Bearer token")
+        if endpoint == "upload":
+            return self._upload(req)
+        if endpoint == "data":
+            with self._lock:
+                total = self.pinned_bytes
+                return _json(200, {"pin_count": len(self.files), "pin_size_total": total,
+                                   "pin_size_with_replications_total": total})
+        segments = req.path.split("/")[1:]
+        network = segments[2]
+        if network not in ("public", "private"):
+            raise BadRequest(f"network must be 'public' or 'private', not {network!r}")
+        if endpoint == "list":
+            return self._list(req, network)
+        file_id = unquote(segments[3])
+        with self._lock:
+            record = self.files.get(file_id)
+            if record is None or record["network"] != network:
+                return self._error(404, f"file {file_id!r} not found on the {network} network")
+            if endpoint == "get":
+                return _json(200, {"data": self._listed(record)})
+            del self.files[file_id]
+            self._dag_cids.pop(file_id, None)
+            self.deleted.append(file_id)
+        return _json(200, {"data": None})
 
+    def _list(self, req: Request, network: str) -> Response:
+        def query(name):
+            values = req.query.get(name)
+            return values[-1] if values else None
+
+        try:
+            limit = int(query("limit") or 10)
+        except ValueError:
+            raise BadRequest(f"limit must be an integer, not {query('limit')!r}") from None
+        if not 1 <= limit <= self.LIST_LIMIT_MAX:
+            raise BadRequest(f"limit must be between 1 and {self.LIST_LIMIT_MAX}, not {limit}")
+        wanted_keyvalues = {k[len("keyvalues[") : -1]: v[-1] for k, v in req.query.items()
+                            if k.startswith("keyvalues[") and k.endswith("]")}
+        with self._lock:
+            chosen = [
+                record for record in reversed(self.files.values())  # newest first
+                if record["network"] == network
+                and query("cid") in (None, record["cid"])
+                and query("name") in (None, record["name"])
+                and query("group") in (None, record["group_id"])
+                and all(record["keyvalues"].get(k) == v for k, v in wanted_keyvalues.items())
+            ]
+        token = query("pageToken")
+        if token:
+            try:
+                after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+                start = [record["id"] for record in chosen].index(after) + 1
+            except (ValueError, UnicodeError):
+                raise BadRequest(f"invalid pageToken {token!r}") from None
+            chosen = chosen[start:]
+        page = chosen[:limit]
+        more = len(chosen) > limit
+        next_token = base64.urlsafe_b64encode(page[-1]["id"].encode()).decode("ascii") if more else ""
+        return _json(200, {"data": {"files": [self._listed(r) for r in page], "next_page_token": next_token}})
+
+    def _upload(self, req: Request) -> Response:
         parts = parse_multipart(req.body, req.headers.get("Content-Type"))
         files = [p for p in parts if p.name == "file"]
         if not files or any(not p.filename for p in files):
@@ -530,53 +702,98 @@ class PinataDouble(_HTTPDouble):
         car = fields.get("car", "false").lower()
         if car not in ("true", "false"):
             raise BadRequest("car must be 'true' or 'false'")
-        if car == "true":
-            raise BadRequest("double does not support car uploads")
 
         upload = files[0]
         data = upload.content
-        if len(data) > CHUNK_SIZE:
-            raise BadRequest(f"double supports single-chunk files only (at most {CHUNK_SIZE} bytes)")
+        if car == "true":
+            root, dag_cids, size, number_of_files = self._read_car(data)
+            cid = str(root)
+        else:
+            if len(data) > CHUNK_SIZE:
+                raise BadRequest(f"double supports single-chunk files only (at most {CHUNK_SIZE} bytes)")
+            with self._lock:
+                cid = cid_v0_single_chunk(data) if self._cid_version == "v0" else cid_v1_raw(data)
+            dag_cids, size, number_of_files = set(), len(data), 1
         name = fields.get("name", upload.filename)
         mime_type = (
             upload.content_type
             or mimetypes.guess_type(upload.filename)[0]
             or "application/octet-stream"
         )
+        created = datetime.fromtimestamp(self.clock(), timezone.utc)
+        created_at = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with self._lock:
-            cid = cid_v0_single_chunk(data) if self._cid_version == "v0" else cid_v1_raw(data)
-            duplicate = any(u["cid"] == cid for u in self.uploads)
+            refused = self._over_quota(size)
+            if refused:
+                return self._error(self.quota_status, refused)
+            duplicate = any(record["cid"] == cid for record in self.files.values())
+            file_id = str(uuid.uuid4())
             record = {
-                "id": str(uuid.uuid4()),
-                "name": name,
-                "cid": cid,
-                "size": len(data),
-                "network": network,
-                "group_id": fields.get("group_id"),
-                "keyvalues": keyvalues,
-                "is_duplicate": duplicate,
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "id": file_id, "name": name, "cid": cid, "size": size, "number_of_files": number_of_files,
+                "mime_type": mime_type, "group_id": fields.get("group_id"), "keyvalues": keyvalues,
+                "network": network, "created_at": created_at, "car": car == "true",
             }
-            self.uploads.append(record)
-        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return _json(
-            200,
-            {
-                "data": {
-                    "id": record["id"],
-                    "name": name,
-                    "cid": cid,
-                    "created_at": created,
-                    "size": len(data),
-                    "number_of_files": 1,
-                    "mime_type": mime_type,
-                    "group_id": record["group_id"],
-                    "keyvalues": keyvalues,
-                    "network": network,
-                    "is_duplicate": duplicate,
-                }
-            },
-        )
+            self.files[file_id] = record
+            if car == "true":
+                self._dag_cids[file_id] = dag_cids
+            else:
+                self._raw_files[cid] = data
+            self.uploads.append({
+                "id": file_id, "name": name, "cid": cid, "size": size, "network": network,
+                "group_id": record["group_id"], "keyvalues": keyvalues, "is_duplicate": duplicate,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            })
+        return _json(200, {"data": {**self._listed(record), "network": network, "is_duplicate": duplicate}})
+
+    def _over_quota(self, size: int) -> str | None:
+        """Why an upload of ``size`` bytes would break the plan (lock held), or None."""
+        if self.file_limit is not None and len(self.files) + 1 > self.file_limit:
+            return (f"Forbidden: plan limit reached: {len(self.files)} files pinned, the plan allows "
+                    f"{self.file_limit}; delete files or upgrade the plan")
+        used = sum(record["size"] for record in self.files.values())
+        if self.storage_limit_bytes is not None and used + size > self.storage_limit_bytes:
+            return (f"Forbidden: plan limit reached: {used} bytes pinned, this upload adds {size}, the plan "
+                    f"allows {self.storage_limit_bytes}; delete files or upgrade the plan")
+        return None
+
+    def _read_car(self, data: bytes) -> tuple[CID, set[CID], int, int]:
+        """(root, CIDs under it, their bytes, files in the folder) of a CAR upload; BadRequest when invalid."""
+        try:
+            car = read_car(data)
+            if len(car.roots) != 1:
+                raise BadRequest(f"a CAR upload must name exactly one root, this one names {len(car.roots)}")
+            root = car.roots[0]
+            dag = Dag(car.blocks)
+            under = dag.walk(root)
+            number_of_files = dag.count_files(root)
+        except IPLDError as exc:
+            raise BadRequest(f"invalid CAR: {exc}") from None
+        with self._lock:
+            for cid in under:
+                self._blocks[cid] = car.blocks[cid]
+        return root, set(under), sum(len(car.blocks[cid]) for cid in under), number_of_files
+
+    def _gateway(self, req: Request) -> Response:
+        cid_text, _, path = unquote(req.path[len("/ipfs/") :]).partition("/")
+        try:
+            root = CID.parse(cid_text)
+        except IPLDError:
+            return Response(400, f"invalid CID {cid_text!r}".encode(), "text/plain")
+        not_found = Response(404, b"not pinned here", "text/plain")
+        with self._lock:
+            public = [fid for fid, record in self.files.items() if record["network"] == "public"]
+            if not path and any(self.files[fid]["cid"] == cid_text for fid in public) and cid_text in self._raw_files:
+                return Response(200, self._raw_files[cid_text], "application/octet-stream")
+            if not any(root in self._dag_cids.get(fid, ()) for fid in public):
+                return not_found
+            dag = Dag(dict(self._blocks))
+        try:
+            content = dag.cat(dag.resolve(root, path))
+        except KeyError:
+            return not_found
+        except IPLDError as exc:
+            return Response(501, f"the double's gateway serves files only ({exc})".encode(), "text/plain")
+        return Response(200, content, "application/octet-stream")
 
 
 # ------------------------------------------------------------------------------------ Cloudflare KV
@@ -600,8 +817,9 @@ def _is_int(x) -> bool:
 class KVDouble(_HTTPDouble):
     """The Workers KV REST API under ``/client/v4/accounts/{account}/storage/kv/namespaces/{namespace}/``.
 
-    Endpoints: ``PUT …/bulk``, ``PUT|GET|DELETE …/values/{key}``, ``GET …/metadata/{key}``,
-    ``GET …/keys?prefix=&limit=&cursor=``. Anything else under the namespace answers 404 (code 10025);
+    Endpoints: ``PUT …/bulk``, ``POST …/bulk/delete`` (and the older ``DELETE …/bulk``),
+    ``PUT|GET|DELETE …/values/{key}``, ``GET …/metadata/{key}``, ``GET …/keys?prefix=&limit=&cursor=``.
+    Anything else under the namespace answers 404 (code 10025);
     another account (code 7003) or namespace (code 10013) answers 404. Every JSON answer is the envelope
     ``{"success", "errors": [{"code", "message"}], "messages": [], "result"}``; ``GET …/values/{key}``
     answers the raw bytes.
@@ -615,33 +833,91 @@ class KVDouble(_HTTPDouble):
       ``expiration_ttl`` an integer ≥ 60, ``expiration`` an integer epoch at least 60 s ahead.
     * Bulk: a JSON array of at most 10,000 items (more: 400, code 10012); a body over 100,000,000 bytes
       is refused with 413 (code 10024) before it is read. Any invalid item answers 400 and stores nothing.
+    * Bulk delete: a JSON array of at most 10,000 key names (strings; more, or anything else, answers 400
+      and deletes nothing); ``result`` ``{"successful_key_count", "unsuccessful_keys"}``. Deleting a missing
+      key succeeds (a delete is idempotent).
+    * Daily limits of the plan: ``writes_per_day``, ``deletes_per_day``, ``lists_per_day``,
+      ``reads_per_day`` (None: unlimited, the default; the free plan's are 1,000 / 1,000 / 1,000 / 100,000),
+      counted per UTC day of ``clock`` (a callable returning epoch seconds, default ``time.time``; tests
+      move it to simulate days), so they reset at 00:00 UTC. A bulk write of N pairs counts N writes, a bulk
+      delete of N keys N deletes; a single PUT or DELETE one; ``GET …/keys`` one list; ``GET …/values`` and
+      ``GET …/metadata`` one read each (a miss too). Past a limit the operation answers ``limit_status``
+      (default 429; the real status is not documented, tests also use 400) with error code 10048 "your
+      account has reached the free usage limit for this operation for today" and stores or deletes nothing.
+      CHOICES: a request that would cross the limit is refused whole (a bulk of 10 with 5 writes left
+      writes nothing); only what was done counts (keys refused by the 1-write-a-second rule or an
+      ``unsuccessful`` fault are not counted); requests refused for another reason (auth, validation)
+      count nothing. ``usage(day=None)`` gives ``{"writes", "deletes", "lists", "reads"}`` of a UTC day
+      (a ``date`` or ``"YYYY-MM-DD"``; None: the clock's today).
     * CHOICE: KV allows 1 write per second to a key. A write to a key that was written successfully less
       than ``min_write_interval`` (1.0 s) earlier is refused: in a bulk the key is listed in
       ``result.unsuccessful_keys`` and not stored (the others succeed); a single-key PUT answers 429
       (code 10022). A key repeated within one bulk is therefore stored once, its repeats unsuccessful.
-    * Expired keys (``expiration``/``expiration_ttl``) read as missing.
+    * Expired keys (``expiration``/``expiration_ttl``, both against ``clock``) read as missing.
     * ``inject("unsuccessful:KEY")`` is not queued: it arms KEY at once, and the next successful bulk write
-      containing KEY reports it in ``unsuccessful_keys`` without storing it (one bulk per injection).
-      All other faults are queued and consumed one per request, whatever the endpoint.
+      or bulk delete containing KEY reports it in ``unsuccessful_keys`` without storing or deleting it (one
+      bulk per injection). All other faults are queued and consumed one per request, whatever the endpoint.
 
     State: ``store`` (key → value as text; bytes that are not UTF-8 are kept with surrogateescape and
     read back exactly), ``metadata`` (key → metadata), ``expirations`` (key → epoch seconds), ``writes``
-    ((key, time.monotonic()) per successful write, in order), ``requests``.
+    ((key, time.monotonic()) per successful write, in order), ``deletes`` (the same per key deleted),
+    ``usage()``, ``requests``.
     """
+
+    LIMIT_MESSAGE = "your account has reached the free usage limit for this operation for today"
 
     _fault_pattern = re.compile(_COMMON_FAULT.pattern + r"|unsuccessful:.+")
 
-    def __init__(self, token: str = "test-cf-token", account: str = "acct123", namespace: str = "ns456"):
+    def __init__(
+        self,
+        token: str = "test-cf-token",
+        account: str = "acct123",
+        namespace: str = "ns456",
+        *,
+        writes_per_day: int | None = None,
+        deletes_per_day: int | None = None,
+        lists_per_day: int | None = None,
+        reads_per_day: int | None = None,
+        clock=time.time,
+    ):
         self.token, self.account, self.namespace = token, account, namespace
+        self.writes_per_day, self.deletes_per_day = writes_per_day, deletes_per_day
+        self.lists_per_day, self.reads_per_day = lists_per_day, reads_per_day
+        self.clock = clock
+        self.limit_status = 429
         self.store: dict[str, str] = {}
         self.metadata: dict[str, object] = {}
         self.expirations: dict[str, int] = {}
         self.writes: list[tuple[str, float]] = []
+        self.deletes: list[tuple[str, float]] = []
         self.min_write_interval = 1.0
         self._last_write: dict[str, float] = {}
         self._armed: Counter[str] = Counter()
+        self._usage: dict[str, Counter[str]] = {}  # "YYYY-MM-DD" (UTC) -> operation -> count
         super().__init__()
         self.url = self.base_url + "/client/v4"
+
+    # ---- the plan's daily limits
+    def _today(self) -> str:
+        return datetime.fromtimestamp(self.clock(), timezone.utc).date().isoformat()
+
+    def usage(self, day=None) -> dict[str, int]:
+        """Operations counted on a UTC day (a ``date``, ``"YYYY-MM-DD"`` or None for the clock's today)."""
+        key = self._today() if day is None else str(day)
+        with self._lock:
+            counted = self._usage.get(key, Counter())
+            return {kind: counted[kind] for kind in ("writes", "deletes", "lists", "reads")}
+
+    def _over_limit(self, kind: str, n: int) -> Response | None:
+        """The 10048 answer when ``n`` more operations of ``kind`` would pass today's limit (lock held)."""
+        limit = getattr(self, f"{kind}_per_day")
+        used = self._usage.get(self._today(), Counter())[kind]
+        if limit is not None and used + n > limit:
+            return self._error(self.limit_status, self.LIMIT_MESSAGE, 10048)
+        return None
+
+    def _count(self, kind: str, n: int) -> None:  # lock held
+        self._usage.setdefault(self._today(), Counter())[kind] += n
 
     def _queue(self, faults) -> None:  # "unsuccessful:KEY" arms KEY at once; the rest are queued
         for fault in faults:
@@ -708,6 +984,8 @@ class KVDouble(_HTTPDouble):
 
         if op == "bulk" and not rest and req.method == "PUT":
             return self._bulk_write(req)
+        if op == "bulk" and ((rest == ["delete"] and req.method == "POST") or (not rest and req.method == "DELETE")):
+            return self._bulk_delete(req)
         if op == "keys" and not rest and req.method == "GET":
             return self._list_keys(req)
         if op in ("values", "metadata") and len(rest) == 1:
@@ -718,11 +996,17 @@ class KVDouble(_HTTPDouble):
                 return self._get_value(key)
             if op == "values" and req.method == "DELETE":
                 with self._lock:
-                    for table in (self.store, self.metadata, self.expirations):
-                        table.pop(key, None)
+                    refused = self._over_limit("deletes", 1)
+                    if refused:
+                        return refused
+                    self._delete(key)
                 return self._envelope(200, None)
             if op == "metadata" and req.method == "GET":
                 with self._lock:
+                    refused = self._over_limit("reads", 1)
+                    if refused:
+                        return refused
+                    self._count("reads", 1)
                     self._expire(key)
                     if key not in self.store:
                         return self._error(404, "key not found", 10009)
@@ -759,10 +1043,9 @@ class KVDouble(_HTTPDouble):
         if size > METADATA_MAX_BYTES:
             raise BadRequest(f"metadata of {size} bytes exceeds the limit of {METADATA_MAX_BYTES} bytes")
 
-    @staticmethod
-    def _expiry(expiration, expiration_ttl) -> int | None:
+    def _expiry(self, expiration, expiration_ttl) -> int | None:
         """Epoch seconds at which the key expires (None: never), validating both options."""
-        now = time.time()
+        now = self.clock()
         if expiration_ttl is not None:
             if not _is_int(expiration_ttl) or expiration_ttl < 60:
                 raise BadRequest(
@@ -792,7 +1075,7 @@ class KVDouble(_HTTPDouble):
     # ---- state (call with the lock held)
     def _expire(self, key: str) -> None:
         expires = self.expirations.get(key)
-        if expires is not None and expires <= time.time():
+        if expires is not None and expires <= self.clock():
             for table in (self.store, self.metadata, self.expirations):
                 table.pop(key, None)
 
@@ -812,6 +1095,13 @@ class KVDouble(_HTTPDouble):
             self.expirations[key] = expires
         self._last_write[key] = now
         self.writes.append((key, now))
+        self._count("writes", 1)
+
+    def _delete(self, key: str) -> None:
+        for table in (self.store, self.metadata, self.expirations):
+            table.pop(key, None)
+        self.deletes.append((key, time.monotonic()))
+        self._count("deletes", 1)
 
     # ---- endpoints
     def _bulk_write(self, req: Request) -> Response:
@@ -856,6 +1146,9 @@ class KVDouble(_HTTPDouble):
         unsuccessful: list[str] = []
         stored = 0
         with self._lock:
+            refused = self._over_limit("writes", len(prepared))
+            if refused:
+                return refused
             now = time.monotonic()
             for key, data, metadata, expires in prepared:
                 if self._armed[key] > 0:
@@ -871,6 +1164,38 @@ class KVDouble(_HTTPDouble):
                 stored += 1
             self._armed += Counter()  # drop zero counts
         return self._envelope(200, {"successful_key_count": stored, "unsuccessful_keys": unsuccessful})
+
+    def _bulk_delete(self, req: Request) -> Response:
+        try:
+            keys = json.loads(req.body)
+        except ValueError:
+            raise BadRequest("could not parse the request body as JSON") from None
+        if not isinstance(keys, list):
+            raise BadRequest("the request body must be a JSON array of key names")
+        if len(keys) > BULK_MAX_ITEMS:
+            raise BadRequest(
+                f"bulk delete: 'received {len(keys)} keys, but max allowed per request is: {BULK_MAX_ITEMS}'"
+            )
+        for index, key in enumerate(keys):
+            if not isinstance(key, str):
+                raise BadRequest(f"item {index} is not a key name (a string)")
+            self._check_key(key, "bulk")
+        unsuccessful: list[str] = []
+        deleted = 0
+        with self._lock:
+            refused = self._over_limit("deletes", len(keys))
+            if refused:
+                return refused
+            for key in keys:
+                if self._armed[key] > 0:
+                    self._armed[key] -= 1
+                    if key not in unsuccessful:
+                        unsuccessful.append(key)
+                    continue
+                self._delete(key)
+                deleted += 1
+            self._armed += Counter()  # drop zero counts
+        return self._envelope(200, {"successful_key_count": deleted, "unsuccessful_keys": unsuccessful})
 
     def _put_value(self, req: Request, key: str) -> Response:
         expires = self._expiry(self._query_int(req, "expiration"), self._query_int(req, "expiration_ttl"))
@@ -891,6 +1216,9 @@ class KVDouble(_HTTPDouble):
         if len(value) > VALUE_MAX_BYTES:
             raise BadRequest(f"value exceeds {VALUE_MAX_BYTES} bytes", 413, 10024)
         with self._lock:
+            refused = self._over_limit("writes", 1)
+            if refused:
+                return refused
             now = time.monotonic()
             if self._too_soon(key, now):
                 return self._error(429, "too many requests: 1 write per second per key", 10022)
@@ -899,6 +1227,10 @@ class KVDouble(_HTTPDouble):
 
     def _get_value(self, key: str) -> Response:
         with self._lock:
+            refused = self._over_limit("reads", 1)
+            if refused:
+                return refused
+            self._count("reads", 1)
             self._expire(key)
             if key not in self.store:
                 return self._error(404, "key not found", 10009)
@@ -925,6 +1257,10 @@ class KVDouble(_HTTPDouble):
             except (ValueError, UnicodeError):
                 raise BadRequest(f"malformed cursor {cursor!r}") from None
         with self._lock:
+            refused = self._over_limit("lists", 1)
+            if refused:
+                return refused
+            self._count("lists", 1)
             for key in list(self.store):
                 self._expire(key)
             names = sorted((k for k in self.store if k.startswith(prefix)), key=_utf8)

@@ -8,11 +8,14 @@ import hashlib
 import json
 import socket
 import time
+from datetime import datetime, timezone
 
 import pytest
 import requests
 
 from doubles import KVDouble, PinataDouble, cid_v0_single_chunk, cid_v1_raw
+from ipld_reader import CID, read_car, read_varint
+from sensorcharts.cid import cid_v1, directory_car
 
 JWT = "test-jwt"
 TOKEN, ACCOUNT, NAMESPACE = "test-cf-token", "acct123", "ns456"
@@ -212,7 +215,7 @@ def test_pinata_fault_statuses_and_bodies(pinata):
     assert [q["status"] for q in pinata.requests] == [429, 429, 500, 502, 503, 401, 403, 200]
 
 
-def test_pinata_faults_are_consumed_only_by_the_upload_path(pinata):
+def test_pinata_faults_are_not_consumed_by_unknown_paths(pinata):
     pinata.inject("500")
     base = pinata.url.rsplit("/v3/files", 1)[0]
     assert requests.get(f"{base}/elsewhere", timeout=5).status_code == 404
@@ -481,3 +484,408 @@ def test_kv_timeout_and_drop_faults(kv):
     assert bulk(kv, [OK_ITEM]).status_code == 200
     assert time.monotonic() - started < 2
     assert [q["status"] for q in kv.requests] == [None, None, 200] and len(kv.writes) == 1
+
+
+# ------------------------------------------------------------------------------------- Pinata: CAR uploads
+# Valid CARs come from sensorcharts.cid (checked against Kubo and npm's importer in test_cid.py); the invalid
+# ones are those CARs taken apart and broken one way at a time.
+
+FOLDER = {
+    "temperature/daily/2025-05-01.png": PNG + b"daily",
+    "temperature/hourly/2025-05-01T13.png": PNG + b"hourly",
+    "humidity/daily/2025-05-01.png": b"\x07" * 300_000,  # over one chunk: a dag-pb file root
+    "notes.txt": b"",
+}
+
+
+def car_upload(pinata, car, headers=AUTH, filename="2025-05-01.car", **fields):
+    fields = {"network": "public", "car": "true", **fields}
+    files = {"file": (filename, car, "application/vnd.ipld.car")}
+    return requests.post(pinata.url, headers=headers, files=files, data=fields, timeout=10)
+
+
+def car_header(*roots: str, version: int = 1) -> bytes:
+    """A framed CAR header naming ``roots`` (dag-cbor written out by hand)."""
+    body = b"\xa2\x65roots" + bytes([0x80 + len(roots)])
+    for root in roots:
+        raw = b"\0" + CID.parse(root).binary
+        body += b"\xd8\x2a\x58" + bytes([len(raw)]) + raw
+    body += b"\x67version" + bytes([version])
+    return bytes([len(body)]) + body
+
+
+def car_sections(car: bytes) -> tuple[bytes, list[bytes]]:
+    """(framed header, framed sections) of a CARv1."""
+    length, pos = read_varint(car, 0)
+    header, pos = car[: pos + length], pos + length
+    sections = []
+    while pos < len(car):
+        length, start = read_varint(car, pos)
+        sections.append(car[pos : start + length])
+        pos = start + length
+    return header, sections
+
+
+def test_pinata_car_upload_keeps_the_root_and_counts_the_files(pinata):
+    root, car = directory_car(FOLDER)
+    r = car_upload(pinata, car, name="2025-05-01", keyvalues=json.dumps({"day": "2025-05-01"}))
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert (data["cid"], data["number_of_files"], data["name"]) == (root, 4, "2025-05-01")
+    assert data["network"] == "public" and data["is_duplicate"] is False
+    record = pinata.files[data["id"]]
+    assert record["car"] is True and record["cid"] == root and pinata.pin_count == 1
+    # size: the bytes of the distinct blocks under the root
+    assert record["size"] == sum(len(block) for block in read_car(car).blocks.values())
+    assert pinata.uploads[0]["sha256"] == hashlib.sha256(car).hexdigest()
+    # Through the gateway: each file by its path under the folder, and by its own CID.
+    for path, content in FOLDER.items():
+        got = requests.get(f"{pinata.gateway_url}/{root}/{path}", timeout=5)
+        assert got.status_code == 200 and got.content == content
+        assert requests.get(f"{pinata.gateway_url}/{cid_v1(content)}", timeout=5).content == content
+    assert requests.get(f"{pinata.gateway_url}/{root}/nope.png", timeout=5).status_code == 404
+    assert requests.get(f"{pinata.gateway_url}/{root}/temperature", timeout=5).status_code == 501
+
+
+def test_pinata_car_upload_of_one_file(pinata):
+    big = bytes(range(256)) * 2000  # two chunks: too big for a plain upload to the double
+    root_folder, car = directory_car({"big.bin": big})
+    _, sections = car_sections(car)  # the folder's block, then the file's
+    file_cid = cid_v1(big)
+    data = car_upload(pinata, car_header(file_cid) + b"".join(sections[1:])).json()["data"]
+    assert (data["cid"], data["number_of_files"]) == (file_cid, 1)
+    assert requests.get(f"{pinata.gateway_url}/{file_cid}", timeout=5).content == big
+    assert root_folder != file_cid
+
+
+def _broken_cars():
+    root, car = directory_car(FOLDER)
+    header, sections = car_sections(car)
+    flipped = bytearray(sections[-1])
+    flipped[-1] ^= 1
+    other_root = directory_car({"other.png": b"other"})[0]
+    blocks = b"".join(sections)
+    return {
+        "a block's bytes do not match its CID": (header + b"".join(sections[:-1]) + bytes(flipped), "hash"),
+        "a block under the root is missing": (header + b"".join(sections[:-1]), "missing"),
+        "the root is not in the CAR": (car_header(other_root) + blocks, "missing"),
+        "truncated": (car[:-10], "truncated"),
+        "not a CAR": (PNG, "CAR"),
+        "CAR version 2": (car_header(root, version=2) + blocks, "version"),
+        "two roots": (car_header(root, other_root) + blocks, "exactly one root"),
+        "no root": (car_header() + blocks, "roots"),
+        "header only": (header, "missing"),
+    }
+
+
+BROKEN = _broken_cars()
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_pinata_rejects_a_broken_car_and_pins_nothing(pinata, case):
+    car, reason = BROKEN[case]
+    message = assert_v3_error(car_upload(pinata, car), 400)
+    assert reason in message
+    assert pinata.files == {} and pinata.uploads == [] and pinata.pin_count == 0
+
+
+def test_pinata_car_upload_requires_auth(pinata):
+    _, car = directory_car(FOLDER)
+    assert_v3_error(car_upload(pinata, car, headers={"Authorization": "Bearer nope"}), 401)
+    assert pinata.files == {}
+
+
+# --------------------------------------------------------------------------- Pinata: delete, list, get, totals
+
+
+def upload_ok(pinata, data, **fields):
+    r = upload(pinata, data, **{"network": "public", **fields})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def api(pinata, method, path, headers=AUTH, **kw):
+    return requests.request(method, f"{pinata.api_url}{path}", headers=headers, timeout=5, **kw)
+
+
+def test_pinata_delete_by_id(pinata):
+    kept, gone = upload_ok(pinata, b"kept"), upload_ok(pinata, b"gone")
+    assert requests.get(f"{pinata.gateway_url}/{gone['cid']}", timeout=5).content == b"gone"
+    r = api(pinata, "DELETE", f"/v3/files/public/{gone['id']}")
+    assert r.status_code == 200 and r.json() == {"data": None}
+    assert set(pinata.files) == {kept["id"]} and pinata.deleted == [gone["id"]] and pinata.pin_count == 1
+    assert requests.get(f"{pinata.gateway_url}/{gone['cid']}", timeout=5).status_code == 404  # unpinned
+    assert_v3_error(api(pinata, "DELETE", f"/v3/files/public/{gone['id']}"), 404)  # already deleted
+    assert_v3_error(api(pinata, "DELETE", "/v3/files/public/00000000-0000-0000-0000-000000000000"), 404)
+    assert_v3_error(api(pinata, "DELETE", f"/v3/files/public/{kept['cid']}"), 404)  # a CID is not an id
+    assert_v3_error(api(pinata, "DELETE", f"/v3/files/private/{kept['id']}"), 404)  # the other network
+    assert_v3_error(api(pinata, "DELETE", f"/v3/files/ipfs/{kept['id']}"), 400)
+    assert set(pinata.files) == {kept["id"]} and pinata.deleted == [gone["id"]]
+
+
+def test_pinata_get_by_id(pinata):
+    data = upload_ok(pinata, b"x", name="x.png", keyvalues=json.dumps({"k": "v"}))
+    got = api(pinata, "GET", f"/v3/files/public/{data['id']}").json()["data"]
+    assert got == {key: data[key] for key in ("id", "name", "cid", "size", "number_of_files", "mime_type",
+                                               "group_id", "keyvalues", "created_at")}
+    assert_v3_error(api(pinata, "GET", f"/v3/files/private/{data['id']}"), 404)
+
+
+def test_pinata_list_filters_and_pages(pinata):
+    made = [upload_ok(pinata, f"chart {i}".encode(), name=f"c{i % 2}.png", group_id=f"g{i % 3}",
+                      keyvalues=json.dumps({"day": f"d{i % 2}"})) for i in range(7)]
+    private = upload(pinata, b"secret", network="private").json()["data"]
+
+    def listing(**params):
+        r = api(pinata, "GET", "/v3/files/public", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    everything = listing(limit=100)
+    assert [f["id"] for f in everything["files"]] == [m["id"] for m in reversed(made)]  # newest first
+    assert everything["next_page_token"] == "" and private["id"] not in {f["id"] for f in everything["files"]}
+    assert set(everything["files"][0]) == {"id", "name", "cid", "size", "number_of_files", "mime_type",
+                                           "group_id", "keyvalues", "created_at"}
+    assert [f["id"] for f in listing(cid=made[3]["cid"])["files"]] == [made[3]["id"]]
+    assert {f["id"] for f in listing(name="c1.png")["files"]} == {m["id"] for m in made[1::2]}
+    assert {f["id"] for f in listing(group="g0")["files"]} == {made[0]["id"], made[3]["id"], made[6]["id"]}
+    assert {f["id"] for f in listing(**{"keyvalues[day]": "d0"})["files"]} == {m["id"] for m in made[0::2]}
+    assert listing(name="c1")["files"] == []  # exact names only
+    assert len(listing()["files"]) == 7  # default limit 10
+
+    ids, token, pages = [], None, 0
+    while True:
+        page = listing(limit=3, **({"pageToken": token} if token else {}))
+        ids += [f["id"] for f in page["files"]]
+        pages += 1
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert ids == [m["id"] for m in reversed(made)] and pages == 3
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"pageToken": "not-a-token"}):
+        assert_v3_error(api(pinata, "GET", "/v3/files/public", params=bad), 400)
+    assert_v3_error(api(pinata, "GET", "/v3/files/ipfs"), 400)
+
+
+def test_pinata_pinned_data_total(pinata):
+    def total(headers=AUTH):
+        return api(pinata, "GET", "/data/userPinnedDataTotal", headers=headers)
+
+    assert total().json() == {"pin_count": 0, "pin_size_total": 0, "pin_size_with_replications_total": 0}
+    first, _ = upload_ok(pinata, b"12345"), upload_ok(pinata, b"123")
+    assert total().json()["pin_count"] == 2 and total().json()["pin_size_total"] == 8
+    api(pinata, "DELETE", f"/v3/files/public/{first['id']}")
+    assert total().json() == {"pin_count": 1, "pin_size_total": 3, "pin_size_with_replications_total": 3}
+    denied = total(headers={"Authorization": "Bearer nope"})
+    assert denied.status_code == 401 and set(denied.json()["error"]) == {"reason", "details"}
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("DELETE", "/v3/files/public/some-id"), ("GET", "/v3/files/public"), ("GET", "/v3/files/private/some-id"),
+     ("GET", "/data/userPinnedDataTotal")],
+)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Token {JWT}"}],
+                         ids=["missing", "wrong-token", "other-scheme"])
+def test_pinata_new_endpoints_require_the_jwt(pinata, method, path, headers):
+    kept = upload_ok(pinata, b"kept")
+    r = api(pinata, method, path.replace("some-id", kept["id"]), headers=headers)
+    assert r.status_code == 401 and "error" in r.json()
+    assert set(pinata.files) == {kept["id"]} and pinata.deleted == []
+
+
+# ------------------------------------------------------------------------------------- Pinata: plan quotas
+
+
+def test_pinata_file_limit_refuses_the_upload_past_it_and_deletes_free_quota():
+    with PinataDouble(jwt=JWT, file_limit=2) as pinata:
+        first = upload_ok(pinata, b"1")
+        _, car = directory_car(FOLDER)
+        assert car_upload(pinata, car).json()["data"]["number_of_files"] == 4  # a folder counts as one file
+        refused = upload(pinata, b"3", network="public")
+        assert "plan limit" in assert_v3_error(refused, 403)
+        assert pinata.pin_count == 2 and len(pinata.uploads) == 2
+        assert car_upload(pinata, directory_car({"x": b"x"})[1]).status_code == 403
+        api(pinata, "DELETE", f"/v3/files/public/{first['id']}")
+        assert upload(pinata, b"3", network="public").status_code == 200 and pinata.pin_count == 2
+        pinata.quota_status = 402
+        assert_v3_error(upload(pinata, b"4", network="public"), 402)
+
+
+def test_pinata_storage_limit():
+    with PinataDouble(jwt=JWT, storage_limit_bytes=10) as pinata:
+        upload_ok(pinata, b"123456")
+        assert "plan limit" in assert_v3_error(upload(pinata, b"12345", network="public"), 403)
+        assert upload(pinata, b"1234", network="public").status_code == 200  # exactly at the limit
+        assert pinata.pinned_bytes == 10
+
+
+def test_pinata_duplicates_count_against_the_quota():
+    with PinataDouble(jwt=JWT, file_limit=1) as pinata:
+        upload_ok(pinata, b"same")
+        assert_v3_error(upload(pinata, b"same", network="public"), 403)
+
+
+def test_pinata_created_at_follows_its_clock():
+    with PinataDouble(jwt=JWT, clock=lambda: 1_746_057_600.25) as pinata:  # 2025-05-01 00:00:00.250 UTC
+        assert upload_ok(pinata, b"x")["created_at"] == "2025-05-01T00:00:00.250Z"
+
+
+# ------------------------------------------------------------------------------------- Pinata: new faults
+
+
+def test_pinata_faults_reach_the_new_endpoints(pinata):
+    data = upload_ok(pinata, b"x")
+    pinata.inject("429:7", endpoint="delete")
+    assert upload(pinata, b"y", network="public").status_code == 200  # not for an upload
+    r = api(pinata, "DELETE", f"/v3/files/public/{data['id']}")
+    assert_v3_error(r, 429)
+    assert r.headers["Retry-After"] == "7" and data["id"] in pinata.files  # nothing deleted
+    assert api(pinata, "DELETE", f"/v3/files/public/{data['id']}").status_code == 200
+    pinata.inject("500")  # any endpoint but the gateway
+    assert requests.get(f"{pinata.gateway_url}/{cid_v1_raw(b'y')}", timeout=5).status_code == 200
+    assert_v3_error(api(pinata, "GET", "/v3/files/public"), 500)
+    pinata.inject("503", endpoint="data")
+    assert api(pinata, "GET", "/v3/files/public").status_code == 200
+    assert api(pinata, "GET", "/data/userPinnedDataTotal").status_code == 503
+    pinata.inject("drop", endpoint="list")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api(pinata, "GET", "/v3/files/public")
+    with pytest.raises(ValueError):
+        pinata.inject("500", endpoint="gateway")
+    with pytest.raises(ValueError):
+        pinata.inject("404", endpoint="delete")
+
+
+# -------------------------------------------------------------------------------------- KV: bulk delete
+
+
+def bulk_delete(kv, keys, headers=KV_AUTH, older=False):
+    if older:
+        return requests.delete(f"{ns_url(kv)}/bulk", headers=headers, json=keys, timeout=10)
+    return requests.post(f"{ns_url(kv)}/bulk/delete", headers=headers, json=keys, timeout=10)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["POST-bulk-delete", "DELETE-bulk"])
+def test_kv_bulk_delete(kv, older):
+    bulk(kv, [{"key": k, "value": "v"} for k in ("a", "b", "c")])
+    r = bulk_delete(kv, ["a", "b", "never-written"], older=older)
+    assert r.status_code == 200
+    assert r.json()["result"] == {"successful_key_count": 3, "unsuccessful_keys": []}
+    assert set(kv.store) == {"c"} and [k for k, _ in kv.deletes] == ["a", "b", "never-written"]
+    assert requests.get(f"{ns_url(kv)}/values/a", headers=KV_AUTH, timeout=5).status_code == 404
+
+
+def test_kv_bulk_delete_rejects_bad_bodies_and_deletes_nothing(kv):
+    bulk(kv, [{"key": "a", "value": "v"}])
+    assert "10000" in assert_envelope_error(bulk_delete(kv, ["a"] + [f"k{i}" for i in range(10_000)]), 400)["message"]
+    for body in ({"keys": ["a"]}, [{"key": "a"}], ["a", 5], ["a", ""], ["a", "k" * 513], ["a", ".."]):
+        assert_envelope_error(bulk_delete(kv, body), 400)
+    assert set(kv.store) == {"a"} and kv.deletes == []
+    full = bulk_delete(kv, [f"k{i}" for i in range(10_000)])
+    assert full.json()["result"]["successful_key_count"] == 10_000
+
+
+def test_kv_bulk_delete_requires_auth(kv):
+    bulk(kv, [{"key": "a", "value": "v"}])
+    for older in (False, True):
+        assert_envelope_error(bulk_delete(kv, ["a"], headers={}, older=older), 400, 6003)
+        assert_envelope_error(bulk_delete(kv, ["a"], headers={"Authorization": "Bearer no"}, older=older), 403, 10000)
+    assert set(kv.store) == {"a"} and kv.deletes == []
+
+
+def test_kv_unsuccessful_fault_in_a_bulk_delete(kv):
+    bulk(kv, [{"key": k, "value": "v"} for k in ("a", "b")])
+    kv.inject("unsuccessful:b")
+    r = bulk_delete(kv, ["a", "b"]).json()["result"]
+    assert r == {"successful_key_count": 1, "unsuccessful_keys": ["b"]} and set(kv.store) == {"b"}
+
+
+# ----------------------------------------------------------------------------------- KV: the daily limits
+
+
+class Clock:
+    """A settable clock (epoch seconds) for the doubles."""
+
+    def __init__(self, when: datetime) -> None:
+        self.now = when.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        self.now = when.timestamp()
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def assert_limit_reached(response, status=429):
+    error = assert_envelope_error(response, status, 10048)
+    assert error["message"] == "your account has reached the free usage limit for this operation for today"
+
+
+def test_kv_daily_write_limit_counts_each_pair_and_resets_at_utc_midnight():
+    clock = Clock(utc(2025, 5, 1, 23, 0))
+    with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, writes_per_day=5, clock=clock) as kv:
+        assert bulk(kv, [{"key": f"a{i}", "value": "v"} for i in range(3)]).status_code == 200
+        assert kv.usage() == {"writes": 3, "deletes": 0, "lists": 0, "reads": 0}
+        assert_limit_reached(bulk(kv, [{"key": f"b{i}", "value": "v"} for i in range(3)]))  # 6 > 5: refused whole
+        assert not any(k.startswith("b") for k in kv.store) and kv.usage()["writes"] == 3
+        assert bulk(kv, [{"key": f"c{i}", "value": "v"} for i in range(2)]).status_code == 200  # exactly 5
+        assert_limit_reached(requests.put(f"{ns_url(kv)}/values/d", headers=KV_AUTH, data=b"v", timeout=5))
+        kv.limit_status = 400
+        assert_limit_reached(bulk(kv, [{"key": "e", "value": "v"}]), 400)
+        assert "d" not in kv.store and "e" not in kv.store and len(kv.writes) == 5
+        # reads, lists and deletes are limited separately
+        assert requests.get(f"{ns_url(kv)}/values/a0", headers=KV_AUTH, timeout=5).content == b"v"
+
+        clock.set(utc(2025, 5, 1, 23, 59, 59))
+        assert_limit_reached(bulk(kv, [{"key": "e", "value": "v"}]), 400)
+        clock.set(utc(2025, 5, 2, 0, 0, 0))  # 00:00 UTC: a new day
+        assert bulk(kv, [{"key": "e", "value": "v"}]).status_code == 200 and kv.store["e"] == "v"
+        assert kv.usage() == {"writes": 1, "deletes": 0, "lists": 0, "reads": 0}
+        assert kv.usage("2025-05-01") == {"writes": 5, "deletes": 0, "lists": 0, "reads": 1}
+        assert kv.usage(utc(2025, 5, 2).date())["writes"] == 1
+
+
+def test_kv_daily_limits_of_deletes_lists_and_reads():
+    clock = Clock(utc(2025, 5, 1, 12))
+    limits = {"deletes_per_day": 3, "lists_per_day": 1, "reads_per_day": 2}
+    with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, clock=clock, **limits) as kv:
+        bulk(kv, [{"key": k, "value": "v"} for k in "abcdef"])
+        assert bulk_delete(kv, ["a", "b"]).status_code == 200
+        assert_limit_reached(bulk_delete(kv, ["c", "d"]))  # 4 > 3
+        assert_limit_reached(bulk_delete(kv, ["c", "d"], older=True))
+        assert requests.delete(f"{ns_url(kv)}/values/c", headers=KV_AUTH, timeout=5).status_code == 200
+        assert_limit_reached(requests.delete(f"{ns_url(kv)}/values/d", headers=KV_AUTH, timeout=5))
+        assert set(kv.store) == {"d", "e", "f"}
+
+        assert requests.get(f"{ns_url(kv)}/keys", headers=KV_AUTH, timeout=5).status_code == 200
+        assert_limit_reached(requests.get(f"{ns_url(kv)}/keys", headers=KV_AUTH, timeout=5))
+
+        assert requests.get(f"{ns_url(kv)}/values/d", headers=KV_AUTH, timeout=5).status_code == 200
+        assert requests.get(f"{ns_url(kv)}/metadata/zz", headers=KV_AUTH, timeout=5).status_code == 404  # a miss
+        assert_limit_reached(requests.get(f"{ns_url(kv)}/values/d", headers=KV_AUTH, timeout=5))
+        assert kv.usage() == {"writes": 6, "deletes": 3, "lists": 1, "reads": 2}
+
+        clock.set(utc(2025, 5, 2))
+        assert requests.get(f"{ns_url(kv)}/keys", headers=KV_AUTH, timeout=5).status_code == 200
+
+
+def test_kv_limits_default_to_unlimited_and_refused_requests_count_nothing(kv):
+    bulk(kv, [{"key": f"k{i}", "value": "v"} for i in range(2_000)])
+    assert kv.usage()["writes"] == 2_000
+    assert_envelope_error(bulk(kv, [{"key": "", "value": "v"}]), 400)
+    assert_envelope_error(bulk(kv, [{"key": "k", "value": "v"}], headers={}), 400)
+    assert kv.usage()["writes"] == 2_000
+
+
+def test_kv_expiry_follows_its_clock():
+    clock = Clock(utc(2025, 5, 1, 12))
+    with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, clock=clock) as kv:
+        bulk(kv, [{"key": "t", "value": "v", "expiration_ttl": 60}])
+        assert kv.expirations["t"] == int(utc(2025, 5, 1, 12, 1).timestamp())
+        clock.set(utc(2025, 5, 1, 12, 1, 1))
+        assert requests.get(f"{ns_url(kv)}/values/t", headers=KV_AUTH, timeout=5).status_code == 404
