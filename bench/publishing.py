@@ -155,6 +155,9 @@ def measure(admin_url: str, root: Path, quick: bool) -> dict:
     return figures
 
 
+FIGURES = ("kv_writes_per_day_projected", "cron_kv_writes", "cron_minutes", "pinned_to_live",
+           "cron_pinata_uploads", "cron_pinata_deletes", "backfill_upload_requests",
+           "backfill_upload_minutes_at_60_per_minute", "pinata_files_year_of_finished_days")
 TARGETS = {"kv_writes_per_day_projected": ("<=", 1000), "pinned_to_live": ("<=", 1.0),
            "backfill_upload_requests": ("<=", 60), "backfill_upload_minutes_at_60_per_minute": ("<=", 2.0),
            "pinata_files_year_of_finished_days": ("<=", 400)}

@@ -472,6 +472,15 @@ def main() -> None:
                     + (f"; dry-run {r['dag_s']:.1f} s ({r['dag_jobs']} jobs)" if "dag_s" in r else ""))
                 cron.append(r)
 
+            say("publishing against the doubles: a 5-minute cron across local midnight, a backfill at 60 requests/min")
+            import publishing
+
+            with private_runtime(xdg / "publishing") as runtime:
+                pub = publishing.measure(admin_url, root, args.quick)
+            stopped(runtime)
+            say(f"publishing: {pub['kv_writes_per_day_projected']} KV writes a day (projected),"
+                f" pinned/live {pub['pinned_to_live']:.2f}, backfill {pub['backfill_upload_requests']} upload requests")
+
             say(f"extract: {p['extract_rows']:,} rows, extract_day vs COPY to /dev/null, x{p['extract_repeats']}")
             (root / "extract").mkdir()
             runs = extract_methods.measure(admin_url, p["extract_rows"], p["extract_repeats"], root / "extract",
@@ -511,7 +520,9 @@ def main() -> None:
     figures["backfill_linearity"] = (b["wall_s"] / b_short["wall_s"]) / (b["days"] / b_short["days"])
     figures[f"dag_dryrun_{long_['dag_days']}d_s"] = long_["dag_s"]
 
+    figures.update({k: v for k, v in pub.items() if k in publishing.FIGURES})
     targets = {
+        **publishing.TARGETS,
         "backfill_to_floor": ("<=", 1.3), "chart_to_naive": ("<=", 0.5), "dense_to_minute": ("<=", 2.0),
         f"update_wall_s_{ld}d": ("<=", 10.0), "update_history_ratio": ("<=", 1.2),
         f"noop_wall_s_{sd}d": ("<=", 3.0), f"noop_wall_s_{ld}d": ("<=", 3.0),

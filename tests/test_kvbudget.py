@@ -20,7 +20,8 @@ def simulate_day(limit: int, backlog: int, step_min: int = 5, day=datetime(2025,
     used, refreshed, waiting, written_dated, refreshes, due = 0, None, backlog, 0, [], 0
     t = day
     while t < day + timedelta(days=1):
-        new = dated_keys_due(t - timedelta(minutes=step_min), t, LA, 3, 2) if t > day else 0
+        # keys that fell due since the last run (periods ending at this very instant included)
+        new = dated_keys_due(t - timedelta(minutes=step_min), t + timedelta(microseconds=1), LA, 3, 2) if t > day else 0
         waiting += new
         due += new
         a = allowance(limit=limit, used=used, exhausted=False, now=t, dated_waiting=waiting,
@@ -86,11 +87,12 @@ def test_small_budgets_still_write_dated_keys_every_day(limit):
 
 def test_dated_keys_due_counts_hours_days_and_the_day_leaving_the_window():
     day_start = datetime(2025, 5, 2, 7, 0, tzinfo=UTC)  # 00:00 PDT
+    second = timedelta(seconds=1)
     # One local day: 24 hours x 3 sensors, then at midnight the daily and cumulative keys and the 78 keys of
     # the day that leaves the window (re-pointed into its folder).
-    assert dated_keys_due(day_start, day_start + timedelta(days=1), LA, 3, 2) == 72 + 6 + 78
-    assert dated_keys_due(day_start, day_start + timedelta(minutes=59), LA, 3, 2) == 0
-    assert dated_keys_due(day_start, day_start + timedelta(hours=1), LA, 3, 2) == 3
-    # The fall-back day has 25 hours, and the day leaving the window two days later... here: 2025-11-02.
+    assert dated_keys_due(day_start, day_start + timedelta(days=1) + second, LA, 3, 2) == 72 + 6 + 78
+    assert dated_keys_due(day_start, day_start + timedelta(hours=1), LA, 3, 2) == 0  # due at the end: not before
+    assert dated_keys_due(day_start, day_start + timedelta(hours=1) + second, LA, 3, 2) == 3
+    # The fall-back day has 25 hours; with no look-back it leaves the window as it ends (here: 2025-11-02).
     fall_back = datetime(2025, 11, 2, 7, 0, tzinfo=UTC)
-    assert dated_keys_due(fall_back, fall_back + timedelta(hours=25), LA, 1, 0) == 25 + 2 + 27
+    assert dated_keys_due(fall_back, fall_back + timedelta(hours=25) + second, LA, 1, 0) == 25 + 2 + 27

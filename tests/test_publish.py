@@ -10,6 +10,7 @@ import json
 from datetime import date, timedelta
 
 import pytest
+import requests
 from conftest import utc
 
 from doubles import KVDouble, PinataDouble
@@ -65,6 +66,13 @@ def root_of(url: str) -> str:
     return url.removeprefix("ipfs://").split("/", 1)[0]
 
 
+def through_gateway(pinata, ipfs_url: str) -> bytes:
+    """What an IPFS gateway answers for ``ipfs_url`` (the double's gateway serves what Pinata pins)."""
+    response = requests.get(f"{pinata.gateway_url}/{ipfs_url.removeprefix('ipfs://')}", timeout=10)
+    response.raise_for_status()
+    return response.content
+
+
 def test_finished_days_are_published_as_one_folder_each_and_indexed(readings, services, tmp_path):
     pinata, kv = services
     wd = workdir(tmp_path, readings, credentials(pinata, kv))
@@ -85,13 +93,13 @@ def test_finished_days_are_published_as_one_folder_each_and_indexed(readings, se
         assert receipt["ipfs_url"] == f"ipfs://{receipt['root_cid']}/{path}"
         assert receipt["uploaded"] is True and receipt["pinata_id"] == folders[receipt["root_cid"]]["id"]
         # What a gateway gives for the URL is the chart's bytes.
-        data = pinata.gateway(receipt["ipfs_url"])
+        data = through_gateway(pinata, receipt["ipfs_url"])
         assert len(data) == receipt["size"] and raw_cid(hashlib.sha256(data).hexdigest()) == receipt["cid"]
         value = json.loads(kv.store[name])  # the dated key, in the old service's layout
         assert set(value) == {"ipfs_url", "updated_at", "metadata"}
         assert value["ipfs_url"] == receipt["ipfs_url"] and value["updated_at"].isdigit()
         assert set(value["metadata"]) == KV_FIELDS and value["metadata"]["end_time"] == receipt["metadata"]["end_time"]
-    assert {u["number_of_files"] for u in pinata.uploads} == {CHARTS_PER_DAY}
+    assert {f["number_of_files"] for f in pinata.files.values()} == {CHARTS_PER_DAY}
     assert not wd.files("results/images/**/*.png"), "DELETE_LOCAL_FILES defaults to true"
 
     latest = {key: json.loads(v) for key, v in kv.store.items() if key.endswith(":latest")}
@@ -114,7 +122,7 @@ def test_days_in_the_cron_window_are_uploaded_chart_by_chart(readings, services,
     window = ("2025-01-13", "2025-01-14", "2025-01-15")
     assert kinds == {"results/receipts/folder/2025-01-12.json"} | {
         f"results/receipts/{k}/{d}.json" for k in ("day", "cumulative") for d in window}
-    singles = [u for u in pinata.uploads if u["number_of_files"] == 1]
+    singles = [f for f in pinata.files.values() if f["number_of_files"] == 1]
     today_hours = 13  # 00:00 to 12:00 have started
     assert len(singles) == 2 * CHARTS_PER_DAY + len(SENSORS) * (1 + today_hours + 1)
     receipts = wd.receipts()
@@ -137,7 +145,12 @@ def test_backfill_never_moves_latest_backwards(readings, services, tmp_path):
     wd.snakemake("--cores", "2", "--config", "start=2025-01-11", "end=2025-01-12")
     assert "temperature:daily:2025-01-11" in kv.store and "humidity:hourly:2025-01-12T23" in kv.store
     assert {k: v for k, v in kv.store.items() if k.endswith(":latest")} == latest_before
-    record = json.loads((wd.path / "results/kv/range.json").read_text())
+
+    # Another deployment (or results/ started afresh) knows nothing of the pointers: it reads them from KV.
+    other = workdir(tmp_path / "other", readings, credentials(pinata, kv), start="2025-01-10", end="2025-01-10")
+    other.snakemake("--cores", "2")
+    assert {k: v for k, v in kv.store.items() if k.endswith(":latest")} == latest_before
+    record = json.loads((other.path / "results/kv/range.json").read_text())
     assert record["latest_kept_because_newer"]["temperature:daily:latest"] == "2025-01-16T08:00:00+00:00"
 
 

@@ -262,7 +262,7 @@ class Indexer:
                 self.ledger.set_fact("latest_refreshed_at", self.now)
 
     def _kept_back(self, key: str, row) -> str | None:
-        """The end of the period ``key`` points to when that is later than ``row``'s (latest never moves
+        """The end (UTC) of the period ``key`` points to when that is later than ``row``'s (latest never moves
         back: a backfill of January must not replace a pointer to today). Asks KV itself when this
         deployment has no record of the key (another deployment, or a ledger started afresh)."""
         entry = self.ledger.kv_entry(key)
@@ -275,7 +275,7 @@ class Indexer:
         if value.get("ipfs_url") == row["url"]:
             return None
         end = datetime.fromisoformat(value["metadata"]["end_time"])
-        return value["metadata"]["end_time"] if end.timestamp() > row["ends"] else None
+        return _iso(end.timestamp()) if end.timestamp() > row["ends"] else None
 
     # ---- Pinata
 

@@ -78,14 +78,15 @@ def allowance(*, limit: int | None, used: int, exhausted: bool, now: datetime, d
 
 
 def dated_keys_due(start: datetime, end: datetime, tz: ZoneInfo, sensors: int, lookback: int) -> int:
-    """Dated keys that fall due in ``(start, end]`` for a cron window of ``lookback`` days: an hourly key
-    per sensor as each hour ends, a daily and a cumulative key per sensor as each local day ends, and the
-    keys of the day that leaves the window then (rewritten to point into its folder)."""
+    """Dated keys that fall due strictly between ``start`` and ``end`` for a cron window of ``lookback``
+    days: an hourly key per sensor as each hour ends, a daily and a cumulative key per sensor as each local
+    day ends, and the keys of the day that leaves the window then (rewritten to point into its folder). A
+    period ending at ``end`` itself (00:00 UTC) is written after it, on the next day's budget."""
     count = 0
     day: date = start.astimezone(tz).date()
     while day_bounds(day, tz)[0] < end:
-        count += sensors * sum(start < slot.end <= end for slot in hour_slots(day, tz))
-        if start < day_bounds(day, tz)[1] <= end:
+        count += sensors * sum(start < slot.end < end for slot in hour_slots(day, tz))
+        if start < day_bounds(day, tz)[1] < end:
             leaving = day - timedelta(days=lookback)
             count += sensors * 2 + sensors * (len(hour_slots(leaving, tz)) + 2)
         day += timedelta(days=1)

@@ -24,6 +24,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS charts (
     key TEXT PRIMARY KEY, day TEXT NOT NULL, sensor TEXT NOT NULL, interval TEXT NOT NULL, stamp TEXT NOT NULL,
     url TEXT NOT NULL, root TEXT NOT NULL, in_folder INTEGER NOT NULL, ends REAL NOT NULL, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS charts_by_period ON charts (sensor, interval, ends);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, url TEXT NOT NULL, root TEXT NOT NULL, ends REAL, written_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS pins (
@@ -106,10 +107,16 @@ class Ledger:
 
     def newest_charts(self) -> list[sqlite3.Row]:
         """Per sensor and interval, the chart whose period ends last (what ``latest`` should point to)."""
-        return self.db.execute(
-            "SELECT * FROM charts c WHERE NOT EXISTS (SELECT 1 FROM charts o WHERE o.sensor = c.sensor AND "
-            "o.interval = c.interval AND (o.ends > c.ends OR (o.ends = c.ends AND o.stamp > c.stamp)))"
+        rows = self.db.execute(
+            "SELECT c.* FROM charts c JOIN (SELECT sensor, interval, max(ends) AS last FROM charts "
+            "GROUP BY sensor, interval) n ON c.sensor = n.sensor AND c.interval = n.interval AND c.ends = n.last"
         ).fetchall()
+        newest: dict[tuple[str, str], sqlite3.Row] = {}
+        for row in rows:  # equal ends: the later stamp (01_2 after 01 on a fall-back day)
+            group = (row["sensor"], row["interval"])
+            if group not in newest or row["stamp"] > newest[group]["stamp"]:
+                newest[group] = row
+        return [newest[group] for group in sorted(newest)]
 
     def kv_entry(self, key: str) -> sqlite3.Row | None:
         return self.db.execute("SELECT * FROM kv WHERE key = ?", (key,)).fetchone()

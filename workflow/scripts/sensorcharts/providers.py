@@ -131,23 +131,28 @@ class Settings:
 
 
 class RateLimiter:
-    """At most ``per_minute`` requests per minute, evenly spaced, for every thread and process sharing it.
+    """At most ``per_minute`` requests in any 60 seconds, for every thread and process sharing it.
 
-    With ``path``, the schedule lives in that file under an exclusive ``flock``, so concurrent upload jobs
-    on one machine share one budget (the Snakemake resource ``pinata`` caps how many run at once).
+    A sliding window, as the providers count: a burst (a cron run's dozen uploads and deletes, a backfill's
+    folders) goes at once while the window has room, and a long run settles at the rate. With ``path``, the
+    window lives in that file under an exclusive ``flock``, so concurrent jobs on one machine share one
+    budget (the Snakemake resource ``pinata`` caps how many run at once). ``clock`` and ``sleep`` are the
+    wall clock (shared between processes) and ``time.sleep``; tests hand in their own.
     """
 
-    def __init__(self, per_minute: float, path: str | os.PathLike | None = None):
-        self.interval = 60.0 / per_minute
+    def __init__(self, per_minute: float, path: str | os.PathLike | None = None, clock=time.time, sleep=time.sleep):
+        self.capacity = max(1, int(per_minute))
+        self.window = 60.0 * self.capacity / per_minute  # per_minute < 1: one request per 60/per_minute s
         self.path = Path(path) if path else None
-        self.next_free = 0.0
+        self.clock, self.sleep = clock, sleep
+        self.state = {"sent": [], "blocked_until": 0.0}
         self.lock = threading.Lock()
 
-    def _reserve(self, hold: float = 0.0) -> float:
-        """Claim the next free slot (or push it ``hold`` seconds out); return how long to wait."""
+    def _update(self, change) -> float:
+        """Apply ``change(state, now) -> seconds to wait`` to the shared state, under the locks."""
         with self.lock:
             if self.path is None:
-                return self._advance(hold)
+                return change(self.state, self.clock())
             import fcntl
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,32 +160,35 @@ class RateLimiter:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 handle.seek(0)
                 try:
-                    self.next_free = float(handle.read() or 0)
-                except ValueError:
-                    self.next_free = 0.0
-                wait = self._advance(hold)
+                    state = json.loads(handle.read() or "{}")
+                    state = {"sent": [float(t) for t in state["sent"]], "blocked_until": float(state["blocked_until"])}
+                except (ValueError, KeyError, TypeError):  # empty, or written by another version
+                    state = {"sent": [], "blocked_until": 0.0}
+                wait = change(state, self.clock())
                 handle.seek(0)
                 handle.truncate()
-                handle.write(repr(self.next_free))
+                handle.write(json.dumps(state))
                 return wait
 
-    def _advance(self, hold: float) -> float:
-        now = time.time()  # wall clock: shared between processes
-        if hold:
-            self.next_free = max(self.next_free, now + hold)
-            return 0.0
-        wait = self.next_free - now
-        self.next_free = max(now, self.next_free) + self.interval
+    def _take(self, state: dict, now: float) -> float:
+        sent = [t for t in state["sent"] if t > now - self.window]
+        wait = max(state["blocked_until"] - now, min(sent) + self.window - now if len(sent) >= self.capacity else 0.0)
+        if wait <= 0:
+            sent.append(now)
+        state["sent"] = sent[-self.capacity:]
         return wait
 
     def acquire(self) -> None:
-        wait = self._reserve()
-        if wait > 0:
-            time.sleep(wait)
+        while (wait := self._update(self._take)) > 0:
+            self.sleep(wait)
 
     def hold(self, seconds: float) -> None:
         """Keep everyone waiting ``seconds`` (a 429's Retry-After applies to the whole account)."""
-        self._reserve(hold=seconds)
+        def block(state: dict, now: float) -> float:
+            state["blocked_until"] = max(state["blocked_until"], now + seconds)
+            return 0.0
+
+        self._update(block)
 
 
 @dataclass(frozen=True)
