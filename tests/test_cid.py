@@ -254,7 +254,7 @@ PUBLISHED_FOLDERS = [
     (MOONS, 0, "QmVKvomp91nMih5j6hYBA8KjbiaYvEetU2Q7KvtZkLe9nQ"),
     ({"europa.txt": b"Hello Europa!\n"}, 0, "QmS5mZddhFPLWFX3w6FzAy9QxyYkaxvUpsWCtZ3r7jub9J"),  # moons/jupiter
     ({"hey": b"Hey\n", "hello/world": b"World\n"}, 0, "QmZQWnfcqJ6hNkkPvrY9Q5X39GP3jUnUbAV4AbmbbR3Cb1"),
-    # The empty folder: ipfs/kubo `ipfs object new unixfs-dir` (its help text names this CID).
+    # The empty folder: ipfs/kubo Dockerfile (its HEALTHCHECK names this CID "the CID of empty folder").
     ({}, 0, "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"),
 ]
 
