@@ -11,7 +11,8 @@ Folders are checked against published CIDs too, and against two importers the pr
 ipfs-unixfs-importer (CIDv1 and CIDv0), and their CARs are read back by two readers (``tests/ipld_reader.py`` and
 npm's @ipld/car). An oracle that cannot run here skips its tests with the reason, and fails them under CI=true.
 
-Timings (one core): the whole module runs in about 10 s; the slow ones are marked "slow" with their cost.
+Timings (one core): the file tests take about 5 s on an idle machine; the folder tests start a Kubo and a few
+Node.js processes (14 s at a load average of 8); the slow ones are marked "slow" with their cost.
 """
 
 from __future__ import annotations
