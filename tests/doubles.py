@@ -64,10 +64,30 @@ from urllib.parse import parse_qs, unquote
 
 from ipld_reader import CID, Dag, IPLDError, read_car
 
-__all__ = ["PinataDouble", "KVDouble", "cid_v1_raw", "cid_v0_single_chunk", "CHUNK_SIZE"]
+__all__ = ["PinataDouble", "KVDouble", "SettableClock", "cid_v1_raw", "cid_v0_single_chunk", "CHUNK_SIZE"]
 
 CHUNK_SIZE = 262_144  # Kubo's default fixed-size chunk: files up to this size are one block
 TIMEOUT_FAULT_SECONDS = 30.0
+
+
+class SettableClock:
+    """A clock for the doubles' ``clock`` (epoch seconds) that tests move by hand, e.g. across 00:00 UTC:
+    ``clock = SettableClock(datetime(2025, 5, 1, 23, 59, tzinfo=timezone.utc))``, ``clock.advance(60)``,
+    ``clock.set(datetime(...))``."""
+
+    def __init__(self, when: datetime | float) -> None:
+        self.set(when)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, when: datetime | float) -> None:
+        if isinstance(when, datetime) and when.tzinfo is None:
+            raise ValueError("SettableClock: give an aware datetime (UTC), not a naive one")
+        self.now = when.timestamp() if isinstance(when, datetime) else float(when)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 # --------------------------------------------------------------------------------------------- CIDs

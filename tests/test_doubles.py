@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from doubles import KVDouble, PinataDouble, cid_v0_single_chunk, cid_v1_raw
+from doubles import KVDouble, PinataDouble, SettableClock, cid_v0_single_chunk, cid_v1_raw
 from ipld_reader import CID, read_car, read_varint
 from sensorcharts.cid import cid_v1, directory_car
 
@@ -804,19 +804,6 @@ def test_kv_unsuccessful_fault_in_a_bulk_delete(kv):
 # ----------------------------------------------------------------------------------- KV: the daily limits
 
 
-class Clock:
-    """A settable clock (epoch seconds) for the doubles."""
-
-    def __init__(self, when: datetime) -> None:
-        self.now = when.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, when: datetime) -> None:
-        self.now = when.timestamp()
-
-
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
@@ -827,7 +814,7 @@ def assert_limit_reached(response, status=429):
 
 
 def test_kv_daily_write_limit_counts_each_pair_and_resets_at_utc_midnight():
-    clock = Clock(utc(2025, 5, 1, 23, 0))
+    clock = SettableClock(utc(2025, 5, 1, 23, 0))
     with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, writes_per_day=5, clock=clock) as kv:
         assert bulk(kv, [{"key": f"a{i}", "value": "v"} for i in range(3)]).status_code == 200
         assert kv.usage() == {"writes": 3, "deletes": 0, "lists": 0, "reads": 0}
@@ -843,7 +830,7 @@ def test_kv_daily_write_limit_counts_each_pair_and_resets_at_utc_midnight():
 
         clock.set(utc(2025, 5, 1, 23, 59, 59))
         assert_limit_reached(bulk(kv, [{"key": "e", "value": "v"}]), 400)
-        clock.set(utc(2025, 5, 2, 0, 0, 0))  # 00:00 UTC: a new day
+        clock.advance(1)  # 00:00 UTC: a new day
         assert bulk(kv, [{"key": "e", "value": "v"}]).status_code == 200 and kv.store["e"] == "v"
         assert kv.usage() == {"writes": 1, "deletes": 0, "lists": 0, "reads": 0}
         assert kv.usage("2025-05-01") == {"writes": 5, "deletes": 0, "lists": 0, "reads": 1}
@@ -851,7 +838,7 @@ def test_kv_daily_write_limit_counts_each_pair_and_resets_at_utc_midnight():
 
 
 def test_kv_daily_limits_of_deletes_lists_and_reads():
-    clock = Clock(utc(2025, 5, 1, 12))
+    clock = SettableClock(utc(2025, 5, 1, 12))
     limits = {"deletes_per_day": 3, "lists_per_day": 1, "reads_per_day": 2}
     with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, clock=clock, **limits) as kv:
         bulk(kv, [{"key": k, "value": "v"} for k in "abcdef"])
@@ -883,7 +870,7 @@ def test_kv_limits_default_to_unlimited_and_refused_requests_count_nothing(kv):
 
 
 def test_kv_expiry_follows_its_clock():
-    clock = Clock(utc(2025, 5, 1, 12))
+    clock = SettableClock(utc(2025, 5, 1, 12))
     with KVDouble(token=TOKEN, account=ACCOUNT, namespace=NAMESPACE, clock=clock) as kv:
         bulk(kv, [{"key": "t", "value": "v", "expiration_ttl": 60}])
         assert kv.expirations["t"] == int(utc(2025, 5, 1, 12, 1).timestamp())
