@@ -183,6 +183,9 @@ class Indexer:
         db = self.ledger.db
         with self.ledger.step():
             db.execute("DELETE FROM charts WHERE day < ?", (cutoff,))
+        for path in self.paths.receipts.glob("*/*.json"):  # they name pins that are about to go
+            if path.stem < cutoff:
+                path.unlink()
         old = sorted(r["key"] for r in db.execute("SELECT key FROM kv WHERE key NOT LIKE '%:latest'")
                      if r["key"].rsplit(":", 1)[1][:10] < cutoff)
         if not old:
@@ -407,8 +410,8 @@ def publish_index(receipt_paths, paths: Paths, settings: Settings, options: Opti
             indexer.retire_old_days()
             indexer.index({ChartId.from_meta(r["metadata"]).key for r in receipts})
         except KVLimitReached:
-            record = indexer.finish(succeeded=False)
-            waiting = record["deferred"].get("dated", 0)
+            indexer.finish(succeeded=False)
+            waiting = len(indexer.ledger.dated_waiting(indexer.now))
             raise PublishError(
                 "Cloudflare KV refused writes with error 10048: the account's daily write limit is used up "
                 f"until 00:00 UTC; {waiting} dated key(s) and the latest pointers wait in {paths.ledger} and "

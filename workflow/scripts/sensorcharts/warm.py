@@ -50,7 +50,8 @@ PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2",
            "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite", "psycopg2.extras",
            "pyarrow.dataset", "pyarrow.pandas_compat",
            "sensorcharts.charts", "sensorcharts.tables", "sensorcharts.database", "sensorcharts.fingerprints",
-           "sensorcharts.publish", "sensorcharts.cid", "sensorcharts.demo", "sensorcharts.settings")
+           "sensorcharts.uploads", "sensorcharts.indexing", "sensorcharts.cid", "sensorcharts.demo",
+           "sensorcharts.settings")
 HEADER = struct.Struct("!Q")
 STATUS = struct.Struct("!i")
 
