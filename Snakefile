@@ -1,5 +1,5 @@
 # Sensor readings (UTC, in a SQL database) -> per-local-day Parquet -> hourly/daily tables -> charts.
-# See README.md for the contract (paths, config, database) and config/README.md for every setting.
+# See README.md and docs/ for the contract (paths, config, database) and config/README.md for every setting.
 
 from snakemake.utils import min_version
 

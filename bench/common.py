@@ -41,7 +41,7 @@ DDL = """
 CREATE TABLE sensor_readings (recorded_at timestamptz, sensor_type text, value double precision, device_id text);
 CREATE INDEX sensor_readings_time ON sensor_readings (recorded_at);
 """
-# Settings that would make a run upload or index (see README, Publishing); benchmarks run with uploads off.
+# Settings that would make a run upload or index (see docs/publishing.md); benchmarks run with uploads off.
 PUBLISHING_PREFIXES = ("PINATA_", "CLOUDFLARE_", "KV_NAMESPACE_ID", "DELETE_LOCAL_FILES")
 
 

@@ -1,4 +1,4 @@
-"""The benchmark suite (issue #5): one command, every figure measured side by side in the same run.
+"""The benchmark suite: one command, every figure measured side by side in the same run.
 
     tools/with-env python bench/run.py            # full: about 7 minutes on 2 cores
     tools/with-env python bench/run.py --quick    # a few days of data, a few minutes (CI smoke)

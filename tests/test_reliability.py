@@ -1,5 +1,5 @@
 """Reliability and safety: messy readings, bad configuration, a failing database, hostile names, secrets,
-and real measured data. Every case has a row in README's "What happens when …" table.
+and real measured data. Every case has a row in docs/reliability.md ("What happens when …").
 
 Package-level tests where the behaviour belongs to the package; the real ``snakemake`` where it is about
 the workflow (configuration errors, an unreachable or failing database, secrets, real data).
