@@ -57,6 +57,11 @@ def run(wd: Path, url: str, env: dict, *args: str) -> float:
     return time.perf_counter() - t0
 
 
+def utc_readings(lo: datetime, hi: datetime):
+    """Readings in ``[lo, hi)`` (aware datetimes; synthetic_readings wants UTC)."""
+    return synthetic_readings(lo.astimezone(timezone.utc), hi.astimezone(timezone.utc))
+
+
 def credentials(pinata, kv) -> dict:
     return {"PINATA_JWT": JWT, "PINATA_UPLOAD_URL": pinata.url, "PINATA_API_URL": pinata.api_url,
             "CLOUDFLARE_API_TOKEN": CF_TOKEN, "CLOUDFLARE_ACCOUNT_ID": kv.account, "KV_NAMESPACE_ID": kv.namespace,
@@ -82,7 +87,7 @@ def cron(url: str, wd: Path, minutes: int) -> dict:
     with PinataDouble(jwt=JWT) as pinata, KVDouble(token=CF_TOKEN) as kv:
         env = credentials(pinata, kv)
         first = CRON_START.date() - timedelta(days=32)
-        copy_table(url, synthetic_readings(datetime(first.year, first.month, first.day, tzinfo=TZ), CRON_START))
+        copy_table(url, utc_readings(datetime(first.year, first.month, first.day, tzinfo=TZ), CRON_START))
         now, seconds, daily_events = CRON_START, [], 0
         utc_days = set()
 
@@ -92,7 +97,7 @@ def cron(url: str, wd: Path, minutes: int) -> dict:
         for step in range(minutes // 5 + 1):
             if step:
                 later = now + timedelta(minutes=5)
-                copy_table(url, synthetic_readings(now, later))
+                copy_table(url, utc_readings(now, later))
                 now = later
             pinata.clock = kv.clock = now.timestamp
             utc_days.add(now.astimezone(timezone.utc).date().isoformat())
@@ -135,7 +140,7 @@ def backfill(url: str, wd: Path, days: int) -> dict:
     last = BACKFILL_FIRST + timedelta(days=days - 1)
     lo = datetime(BACKFILL_FIRST.year, BACKFILL_FIRST.month, BACKFILL_FIRST.day, tzinfo=TZ) - timedelta(days=30)
     hi = datetime(last.year, last.month, last.day, tzinfo=TZ) + timedelta(days=1)
-    copy_table(url, synthetic_readings(lo, hi))
+    copy_table(url, utc_readings(lo, hi))
     with PinataDouble(jwt=JWT) as pinata, KVDouble(token=CF_TOKEN) as kv:
         pinata.clock = kv.clock = common.NOW.timestamp
         write_config(wd, start=BACKFILL_FIRST.isoformat(), end=last.isoformat(), now=common.NOW.isoformat(),
