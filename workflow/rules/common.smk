@@ -1,17 +1,18 @@
 # The workflow's Python: config validation, the requested days, and the input functions that decide
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
-import hashlib
 import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+sys.path.insert(0, str(SCRIPTS))
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from sensorcharts import fingerprints, publish, settings, warm
+from sensorcharts.codedigest import CodeDigests
 from sensorcharts.database import Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
@@ -73,22 +74,19 @@ DB_PARAMS = {
     for k, v in config["database"].items()
     if k not in ("url", "statement_timeout_seconds", "connect_timeout_seconds")
 }
-SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # Every rule's run: block hands its job to a process of its own (sensorcharts/jobs.py); Ctrl-C ends them.
 stop_jobs_on_interrupt()
 
 
-def code_digest(script, *modules):
-    """Digest of a rule's script and the package modules it uses, passed as a param.
+# Each rule's `code` param: a digest of its script and of every package module the script imports (found by
+# reading the imports, the job runner left out), so that a code change redoes exactly the rules it concerns.
+# Snakemake's own "code" trigger (left out by the workflow profile) sees only the script's mtime.
+CODE = CodeDigests(SCRIPTS)
 
-    Snakemake's own "code" trigger looks only at the script's mtime: it misses changes in the package
-    and fires on a fresh clone. With this param (and the workflow profile's rerun triggers, which leave
-    "code" out) a change in, say, the plot style redoes exactly the rules whose code changed.
-    """
-    digest = hashlib.sha256((SCRIPTS / f"{script}.py").read_bytes())
-    for module in ("jobs", "timegrid", "atomic") + modules:
-        digest.update((SCRIPTS / "sensorcharts" / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+
+def code_digest(script):
+    """The `code` param of the rules that run ``workflow/scripts/<script>.py`` (sensorcharts/codedigest.py)."""
+    return CODE.digest(script)
 
 
 def _fingerprint_block(days):

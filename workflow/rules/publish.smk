@@ -23,7 +23,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("upload_charts", "publish", "cid"),
+            code=code_digest("upload_charts"),
             upload=UPLOAD_PARAMS,
         resources:
             pinata=1,
@@ -40,7 +40,7 @@ rule upload_cumulative:
     output:
         receipts=receipts_file("cumulative"),
     params:
-        code=code_digest("upload_charts", "publish", "cid"),
+        code=code_digest("upload_charts"),
         upload=UPLOAD_PARAMS,
     resources:
         pinata=1,
@@ -56,7 +56,7 @@ rule publish_range:
     output:
         index="results/kv/range.json",
     params:
-        code=code_digest("publish_index", "publish"),
+        code=code_digest("publish_index"),
         upload=UPLOAD_PARAMS,
     resources:
         kv=1,
@@ -72,7 +72,7 @@ rule publish_recent:
     output:
         index="results/kv/recent.json",
     params:
-        code=code_digest("publish_index", "publish"),
+        code=code_digest("publish_index"),
         upload=UPLOAD_PARAMS,
     resources:
         kv=1,
