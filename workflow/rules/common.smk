@@ -5,6 +5,8 @@ import sys
 import threading
 from pathlib import Path
 
+import yaml
+
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
@@ -17,11 +19,13 @@ from sensorcharts.database import Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
-settings.normalise(config)
+# Nested --config values arrive as text (upload='{threads: 8}'); the schema says what to read them as.
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+settings.normalise(config, yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8")))
 # Snakemake's own report of a schema violation prints the whole schema and config (passwords in a
 # database.url included); one sentence naming the key and what is allowed says more.
 try:
-    validate(config, "../schemas/config.schema.yaml")
+    validate(config, str(CONFIG_SCHEMA))
     PLAN = settings.make_plan(config)
 except WorkflowError as exc:
     problem = exc.__context__  # validate() raises while handling jsonschema's ValidationError
