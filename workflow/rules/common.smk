@@ -15,7 +15,7 @@ from snakemake.utils import validate
 
 from sensorcharts import fingerprints, publish, settings, warm
 from sensorcharts.codedigest import CodeDigests
-from sensorcharts.database import Source
+from sensorcharts.connection import DATABASE_ERRORS, Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
@@ -100,8 +100,6 @@ def _fingerprint_block(days):
     sentence: raised from an input function, any Exception would come wrapped in Snakemake's report with
     wildcards and a traceback, so this exits instead (Snakemake holds no lock while building the DAG).
     """
-    from sensorcharts.database import DATABASE_ERRORS
-
     source = Source.from_config(settings.database_url(config), config["database"])
     try:
         return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)

@@ -20,7 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import atomic
-from .database import Source, database_errors, sqlite_deadline, table_has_device
+from .connection import Source, database_errors, sqlite_deadline, table_has_device
 from .timegrid import query_bounds
 
 
@@ -58,7 +58,7 @@ def compute(
 ) -> dict[str, str]:
     """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there.
 
-    Database failures raise the package's one-sentence errors (``sensorcharts.database.DATABASE_ERRORS``).
+    Database failures raise the package's one-sentence errors (``sensorcharts.connection.DATABASE_ERRORS``).
     """
     engine = source.connect()
     try:
