@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from .timegrid import (
     ORDINARY_LABELS,
+    cumulative_window,
     date_range,
     hour_labels,
     irregular_days,
@@ -190,11 +191,11 @@ class Plan:
         days = list(days)
         if not days:
             return []
-        return date_range(min(days) - timedelta(days=self.window - 1), max(days))
+        return date_range(cumulative_window(min(days), self.window)[0], max(days))
 
     def window_days(self, day: date) -> list[date]:
         """The days of the cumulative image of ``day``, oldest first."""
-        return [day - timedelta(days=self.window - 1 - i) for i in range(self.window)]
+        return cumulative_window(day, self.window)
 
     def labels(self, day: date) -> tuple[str, ...]:
         """Hour labels of ``day``'s hourly images: the hours that have started."""
