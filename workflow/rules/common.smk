@@ -2,7 +2,6 @@
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
 import sys
-import threading
 from pathlib import Path
 
 import yaml
@@ -13,7 +12,7 @@ sys.path.insert(0, str(SCRIPTS))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, publish, settings, warm
+from sensorcharts import fingerprints, publish, settings, snakemake_patches, warm
 from sensorcharts.codedigest import CodeDigests
 from sensorcharts.connection import DATABASE_ERRORS, Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
@@ -116,9 +115,7 @@ def _fingerprints_written(folder):
     now (in the background), so that its imports overlap the rest of the DAG instead of delaying the first
     jobs; not for a dry-run, --touch or a cluster, where no job runs here.
     """
-    listed = getattr(getattr(workflow.iocache, "exists_local", None), "has_inventory", None)
-    if listed is not None:
-        listed.discard(folder)
+    snakemake_patches.forget_listing(workflow, folder)
     if (
         workflow.executor_plugin is not None
         and workflow.local_exec
@@ -210,38 +207,8 @@ def recent_receipts(wildcards=None):
     return [r for day in PLAN.recent_days for r in receipts_of_day(day)]
 
 
-def _one_rescheduling_timer():
-    """Keep at most one pending re-scheduling timer in Snakemake's job scheduler, as a daemon thread.
-
-    Snakemake's scheduler (9.x, job-rate limit default 100/1s) arms a one-second threading.Timer at the end
-    of every scheduling round while jobs wait to start, and each timer's round arms another: every finished
-    job starts a chain that lives as long as jobs wait. Rounds grow with the square of the jobs (13,700 for
-    a 61-day backfill of 308 jobs, 9 s of CPU choosing jobs), and each round stats the inputs of every job
-    waiting. One pending timer wakes the scheduler just as well: a round it starts arms the next. Timers are
-    non-daemon threads, so every run also waited ~1 s after its last job to exit; these do not.
-    """
-    from snakemake.scheduling.job_scheduler import JobScheduler
-
-    if not hasattr(JobScheduler, "_schedule_reevalutation"):  # another Snakemake: leave it as it is
-        return
-
-    def schedule_reevaluation(self, delay):
-        if getattr(self, "_sensorcharts_timer_pending", False):
-            return
-        self._sensorcharts_timer_pending = True
-
-        def fire():
-            self._sensorcharts_timer_pending = False  # before waking it, so the round it starts re-arms
-            self._open_jobs.release()
-
-        timer = threading.Timer(delay, fire)
-        timer.daemon = True
-        timer.start()
-
-    JobScheduler._schedule_reevalutation = schedule_reevaluation
-
-
-_one_rescheduling_timer()
+# One pending re-scheduling timer instead of a chain per finished job (docs/snakemake-scheduler.md).
+snakemake_patches.one_rescheduling_timer()
 
 
 def _warn_if_jobs_spawn_snakemake():
