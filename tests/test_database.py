@@ -269,3 +269,19 @@ def test_postgres_query_failure_surfaces_the_database_error(postgres_db, tmp_pat
         extract_day(Source(postgres_db.url, table="text_times"), SENSORS, START, END, out)
     assert "Empty CSV" not in str(info.value)
     assert list(out.parent.iterdir()) == []
+
+
+def test_the_modules_the_workflow_imports_to_build_its_dag_load_no_data_library():
+    """Snakemake imports these at every start-up (cron included); pyarrow, pandas, SQLAlchemy and the
+    drivers cost most of a second there and are imported only by jobs and when a connection is made."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "import sensorcharts.connection, sensorcharts.fingerprints, sensorcharts.settings, sensorcharts.codedigest;"
+            "print(sorted({'pyarrow', 'pandas', 'numpy', 'sqlalchemy', 'psycopg2'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, str(REPO / "workflow" / "scripts")], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]"

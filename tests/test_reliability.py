@@ -490,6 +490,8 @@ CONFIG_CASES = {
                              ["sensors.temperature.out_of_range must be one of 'drop', 'keep', got 'clip'"]),
     "zero statement timeout": (dict(database={"statement_timeout_seconds": 0}),
                                ["database.statement_timeout_seconds must be more than 0"]),
+    "nested key given a value": (dict(upload=250), ["upload must be a mapping, got 250",
+                                                    "nested key is set as --config 'upload={requests_per_minute: …}'"]),
     "password in a bad config": (dict(database={"url": f"postgresql://u:{DB_SECRET}@db.example/x", "urll": 1}),
                                  ["unknown key 'urll' under database"]),
 }
@@ -534,6 +536,20 @@ def test_bad_configuration_stops_before_any_work_with_one_sentence(dry_runs, cas
     assert "Traceback" not in output and "ValidationError" not in output  # not Snakemake's schema dump
     assert DB_SECRET not in output
     assert not (wd.path / "results").exists()
+
+
+def test_nested_values_on_the_command_line_are_read_as_the_schema_says(sqlite_db, tmp_path):
+    """Snakemake hands ``--config upload='{threads: 8}'`` over as the text '8'; the workflow reads it as 8."""
+    day = date(2025, 1, 15)
+    sqlite_db.insert(minute_readings(day, day, zone("America/Los_Angeles"), sensors=("temperature",)))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start="2025-01-15", end="2025-01-15",
+                 now="2025-02-01T00:00:00+00:00", cumulative_days=1)
+    wd.snakemake("--cores", "1", "results/tables/daily/date=2025-01-15/data.parquet",
+                 "--config", "upload={requests_per_minute: 250, threads: 8}",
+                 "sensors={temperature: {valid_max: 0, valid_min: null}}")
+    daily = pq.read_table(wd.path / "results/tables/daily/date=2025-01-15/data.parquet").to_pylist()
+    (temperature,) = [row for row in daily if row["sensor"] == "temperature"]
+    assert temperature["max"] <= 0 < temperature["count"] < 1440  # readings above valid_max were not counted
 
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sensorcharts.settings import ConfigError, make_plan
+from sensorcharts.settings import ConfigError, make_plan, normalise, read_scalars
 from sensorcharts.timegrid import ORDINARY_LABELS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -198,3 +198,30 @@ def test_labels_of_today_at_local_midnight_is_first_hour_only():
 def test_window_days_end_on_the_day():
     plan = make_plan(config(now=NOON_JAN_15, cumulative_days=3))
     assert plan.window_days(date(2025, 3, 1)) == [date(2025, 2, 27), date(2025, 2, 28), date(2025, 3, 1)]
+
+
+# --- nested --config values: Snakemake hands them over as text ------------------------------------------
+
+
+def test_nested_text_is_read_as_the_type_the_schema_gives():
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    given = {"upload": {"requests_per_minute": "250", "threads": "8", "backoff_seconds": "0.5",
+                        "timeout_seconds": "1e2"},
+             "sensors": {"temperature": {"display_name": "12", "unit": "", "valid_min": "-40", "valid_max": "null"}},
+             "demo": {"seed": "7", "path": "123"}}
+    assert normalise(given, schema) == {
+        "upload": {"requests_per_minute": 250, "threads": 8, "backoff_seconds": 0.5, "timeout_seconds": 100.0},
+        "sensors": {"temperature": {"display_name": "12", "unit": "", "valid_min": -40, "valid_max": None}},
+        "demo": {"seed": 7, "path": "123"},  # text where the schema wants text, even when it looks like a number
+    }
+
+
+@pytest.mark.parametrize("text", ["lots", "8 jobs", "0x10", "", "yes"])
+def test_text_that_reads_as_no_number_stays_text_for_the_schema_to_report(text):
+    assert read_scalars({"threads": text}, {"properties": {"threads": {"type": "integer"}}}) == {"threads": text}
+
+
+def test_text_reads_as_a_boolean_only_where_the_schema_allows_one():
+    schema = {"properties": {"flag": {"type": "boolean"}, "limit": {"type": ["integer", "null"]}}}
+    assert read_scalars({"flag": "false", "limit": "~"}, schema) == {"flag": False, "limit": None}
+    assert read_scalars({"flag": "1", "limit": "true"}, schema) == {"flag": "1", "limit": "true"}

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import utc
 
+from sensorcharts.atomic import write_parquet
 from sensorcharts.database import readings_schema
-from sensorcharts.tables import aggregate, daily_schema, hourly_schema, read_readings, write_atomic
+from sensorcharts.tables import aggregate, daily_schema, hourly_schema, read_readings
 from sensorcharts.timegrid import day_bounds, hour_slots, iso_local, zone
 
 LA = zone("America/Los_Angeles")
@@ -256,12 +257,12 @@ def test_hourly_rows_are_sorted_by_key_and_time():
 # --- files --------------------------------------------------------------------------------------------------
 
 
-def test_write_atomic_leaves_only_the_file(tmp_path):
+def test_write_parquet_leaves_only_the_file(tmp_path):
     rows = synthetic_rows(ORDINARY, LA, ["temperature"], seed=1)
     hourly, _ = aggregate(readings_frame(rows), ORDINARY, LA)
     path = tmp_path / "hourly" / "date=2025-01-15" / "data.parquet"
-    write_atomic(hourly, path)
-    write_atomic(hourly, path)  # overwriting works too
+    write_parquet(path, hourly)
+    write_parquet(path, hourly)  # overwriting works too
     assert sorted(p.name for p in path.parent.iterdir()) == ["data.parquet"]
     assert pq.read_table(path).equals(hourly)
 
@@ -281,7 +282,7 @@ def test_hive_folders_read_back_as_one_dataset(tmp_path):
     for day in (date(2025, 11, 1), FALL):
         rows = synthetic_rows(day, LA, ["temperature", "humidity"], devices=["d1"], seed=day.day)
         hourly, _ = aggregate(readings_frame(rows, with_device=True), day, LA)
-        write_atomic(hourly, root / f"date={day.isoformat()}" / "data.parquet")
+        write_parquet(root / f"date={day.isoformat()}" / "data.parquet", hourly)
         expected_rows += hourly.num_rows
     assert expected_rows == (24 + 25) * 2
 

@@ -10,6 +10,7 @@ from conftest import utc
 from sensorcharts.timegrid import (
     alternation,
     clock_changes,
+    cumulative_window,
     day_bounds,
     hour_labels,
     hour_slots,
@@ -210,3 +211,9 @@ def test_alternation_matches_exactly_its_words():
     assert not any(pattern.match(d) for d in near)
     assert len(alternation(dates)) < len("|".join(dates))  # factorized
     assert re.fullmatch(alternation(["a", "ab", "abc", "b"]), "ab") and not re.fullmatch(alternation([]), "")
+
+
+def test_cumulative_window_ends_on_its_day_across_a_month_and_a_year():
+    assert cumulative_window(date(2025, 3, 1), 3) == [date(2025, 2, 27), date(2025, 2, 28), date(2025, 3, 1)]
+    assert cumulative_window(date(2025, 1, 1), 2) == [date(2024, 12, 31), date(2025, 1, 1)]
+    assert cumulative_window(date(2025, 1, 1), 1) == [date(2025, 1, 1)]

@@ -1,28 +1,32 @@
 # The workflow's Python: config validation, the requested days, and the input functions that decide
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
-import hashlib
 import sys
-import threading
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+import yaml
+
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+sys.path.insert(0, str(SCRIPTS))
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, indexing, providers, settings, warm
+from sensorcharts import fingerprints, indexing, providers, settings, snakemake_patches, warm
 from sensorcharts.chartid import day_charts
-from sensorcharts.database import Source
+from sensorcharts.codedigest import CodeDigests
+from sensorcharts.connection import DATABASE_ERRORS, Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
-settings.normalise(config)
+# Nested --config values arrive as text (upload='{threads: 8}'); the schema says what to read them as.
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+settings.normalise(config, yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8")))
 # Snakemake's own report of a schema violation prints the whole schema and config (passwords in a
 # database.url included); one sentence naming the key and what is allowed says more.
 try:
-    validate(config, "../schemas/config.schema.yaml")
+    validate(config, str(CONFIG_SCHEMA))
     PLAN = settings.make_plan(config)
 except WorkflowError as exc:
     problem = exc.__context__  # validate() raises while handling jsonschema's ValidationError
@@ -75,22 +79,19 @@ DB_PARAMS = {
     for k, v in config["database"].items()
     if k not in ("url", "statement_timeout_seconds", "connect_timeout_seconds")
 }
-SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # Every rule's run: block hands its job to a process of its own (sensorcharts/jobs.py); Ctrl-C ends them.
 stop_jobs_on_interrupt()
 
 
-def code_digest(script, *modules):
-    """Digest of a rule's script and the package modules it uses, passed as a param.
+# Each rule's `code` param: a digest of its script and of every package module the script imports (found by
+# reading the imports, the job runner left out), so that a code change redoes exactly the rules it concerns.
+# Snakemake's own "code" trigger (left out by the workflow profile) sees only the script's mtime.
+CODE = CodeDigests(SCRIPTS)
 
-    Snakemake's own "code" trigger looks only at the script's mtime: it misses changes in the package
-    and fires on a fresh clone. With this param (and the workflow profile's rerun triggers, which leave
-    "code" out) a change in, say, the plot style redoes exactly the rules whose code changed.
-    """
-    digest = hashlib.sha256((SCRIPTS / f"{script}.py").read_bytes())
-    for module in ("jobs", "timegrid", "atomic") + modules:
-        digest.update((SCRIPTS / "sensorcharts" / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+
+def code_digest(script):
+    """The `code` param of the rules that run ``workflow/scripts/<script>.py`` (sensorcharts/codedigest.py)."""
+    return CODE.digest(script)
 
 
 def _fingerprint_block(days):
@@ -100,8 +101,6 @@ def _fingerprint_block(days):
     sentence: raised from an input function, any Exception would come wrapped in Snakemake's report with
     wildcards and a traceback, so this exits instead (Snakemake holds no lock while building the DAG).
     """
-    from sensorcharts.database import DATABASE_ERRORS
-
     source = Source.from_config(settings.database_url(config), config["database"])
     try:
         return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)
@@ -118,9 +117,7 @@ def _fingerprints_written(folder):
     now (in the background), so that its imports overlap the rest of the DAG instead of delaying the first
     jobs; not for a dry-run, --touch or a cluster, where no job runs here.
     """
-    listed = getattr(getattr(workflow.iocache, "exists_local", None), "has_inventory", None)
-    if listed is not None:
-        listed.discard(folder)
+    snakemake_patches.forget_listing(workflow, folder)
     if (
         workflow.executor_plugin is not None
         and workflow.local_exec
@@ -243,38 +240,8 @@ if workflow.is_main_process and (indexing.index_due(SCHEDULE, PLAN.now) or not P
     atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
 
 
-def _one_rescheduling_timer():
-    """Keep at most one pending re-scheduling timer in Snakemake's job scheduler, as a daemon thread.
-
-    Snakemake's scheduler (9.x, job-rate limit default 100/1s) arms a one-second threading.Timer at the end
-    of every scheduling round while jobs wait to start, and each timer's round arms another: every finished
-    job starts a chain that lives as long as jobs wait. Rounds grow with the square of the jobs (13,700 for
-    a 61-day backfill of 308 jobs, 9 s of CPU choosing jobs), and each round stats the inputs of every job
-    waiting. One pending timer wakes the scheduler just as well: a round it starts arms the next. Timers are
-    non-daemon threads, so every run also waited ~1 s after its last job to exit; these do not.
-    """
-    from snakemake.scheduling.job_scheduler import JobScheduler
-
-    if not hasattr(JobScheduler, "_schedule_reevalutation"):  # another Snakemake: leave it as it is
-        return
-
-    def schedule_reevaluation(self, delay):
-        if getattr(self, "_sensorcharts_timer_pending", False):
-            return
-        self._sensorcharts_timer_pending = True
-
-        def fire():
-            self._sensorcharts_timer_pending = False  # before waking it, so the round it starts re-arms
-            self._open_jobs.release()
-
-        timer = threading.Timer(delay, fire)
-        timer.daemon = True
-        timer.start()
-
-    JobScheduler._schedule_reevalutation = schedule_reevaluation
-
-
-_one_rescheduling_timer()
+# One pending re-scheduling timer instead of a chain per finished job (docs/snakemake-scheduler.md).
+snakemake_patches.one_rescheduling_timer()
 
 
 def _warn_if_jobs_spawn_snakemake():

@@ -2,6 +2,7 @@ rule create_demo_database:
     output:
         config["demo"]["path"],
     params:
+        code=code_digest("create_demo_database"),
         seed=config["demo"]["seed"],
     log:
         "logs/create_demo_database.log",

@@ -9,7 +9,7 @@ rule extract_day:
         hourly="results/tables/hourly/date={date}/data.parquet",
         daily="results/tables/daily/date={date}/data.parquet",
     params:
-        code=code_digest("extract_day", "database", "settings", "tables"),
+        code=code_digest("extract_day"),
         sensors=SENSORS,
         # Plausible ranges only: a new display name or unit must not redo the tables.
         validity=VALIDITY,

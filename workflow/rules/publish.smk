@@ -23,7 +23,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("upload_charts", "uploads", "providers", "cid", "chartid"),
+            code=code_digest("upload_charts"),
             upload=UPLOAD_PARAMS,
         resources:
             pinata=1,
@@ -46,7 +46,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("upload_folder", "uploads", "providers", "cid", "chartid"),
+            code=code_digest("upload_folder"),
             upload=UPLOAD_PARAMS,
         resources:
             pinata=1,
@@ -63,7 +63,7 @@ rule upload_cumulative:
     output:
         receipts=receipts_file("cumulative"),
     params:
-        code=code_digest("upload_charts", "uploads", "providers", "cid", "chartid"),
+        code=code_digest("upload_charts"),
         upload=UPLOAD_PARAMS,
     resources:
         pinata=1,
@@ -73,9 +73,6 @@ rule upload_cumulative:
         run_step("upload_charts", rule, input, output, params, wildcards, log, config)
 
 
-INDEX_MODULES = ("indexing", "kvbudget", "ledger", "metrics", "uploads", "providers", "chartid", "cid")
-
-
 rule publish_range:
     input:
         receipts=requested_receipts,
@@ -83,7 +80,7 @@ rule publish_range:
     output:
         index="results/kv/range.json",
     params:
-        code=code_digest("publish_index", *INDEX_MODULES),
+        code=code_digest("publish_index"),
         upload=UPLOAD_PARAMS,
         publish=PUBLISH_OPTIONS,
         timezone=config["timezone"],
@@ -104,7 +101,7 @@ rule publish_recent:
     output:
         index="results/kv/recent.json",
     params:
-        code=code_digest("publish_index", *INDEX_MODULES),
+        code=code_digest("publish_index"),
         upload=UPLOAD_PARAMS,
         publish=PUBLISH_OPTIONS,
         timezone=config["timezone"],

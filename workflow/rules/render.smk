@@ -14,7 +14,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("render_day", "charts", "tables"),
+            code=code_digest("render_day"),
             timezone=config["timezone"],
             sensors=config["sensors"],
         log:
@@ -34,7 +34,7 @@ rule render_cumulative:
         images=chart_outputs(charts(())["cumulative"]),
         metadata="results/metadata/cumulative/{date}.json",
     params:
-        code=code_digest("render_cumulative", "charts"),
+        code=code_digest("render_cumulative"),
         timezone=config["timezone"],
         sensors=config["sensors"],
         window=config["cumulative_days"],

@@ -50,7 +50,7 @@ rule prepare_report:
             category="Publishing",
         ),
     params:
-        code=code_digest("prepare_report", "report"),
+        code=code_digest("prepare_report"),
         timezone=config["timezone"],
         sensors=config["sensors"],
         charts_kept=not DELETE_CHARTS,

@@ -4,9 +4,10 @@ from sensorcharts.jobs import log
 
 
 def main(snakemake):
+    from sensorcharts import atomic
     from sensorcharts.database import Source, extract_day
     from sensorcharts.settings import database_url
-    from sensorcharts.tables import aggregate, read_readings, validity_from_config, write_atomic
+    from sensorcharts.tables import aggregate, read_readings, validity_from_config
     from sensorcharts.timegrid import parse_date, parse_now, query_bounds, zone
 
     day = parse_date(snakemake.wildcards.date)
@@ -24,6 +25,6 @@ def main(snakemake):
     # The tables count valid readings only: finite, and inside the sensor's plausible range (`validity`).
     hourly, daily = aggregate(read_readings(snakemake.output.readings), day, tz,
                               validity_from_config(snakemake.params.validity))
-    write_atomic(hourly, snakemake.output.hourly)
-    write_atomic(daily, snakemake.output.daily)
+    atomic.write_parquet(snakemake.output.hourly, hourly)
+    atomic.write_parquet(snakemake.output.daily, daily)
     log.info("%s: %d hourly rows, %d daily rows", day, hourly.num_rows, daily.num_rows)

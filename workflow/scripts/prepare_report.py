@@ -1,6 +1,7 @@
 """The report's own pages for the requested days: chart labels, statistics tables, receipts, chart links."""
 
-from sensorcharts.jobs import log, write_json_atomic
+from sensorcharts import atomic
+from sensorcharts.jobs import log
 
 
 def main(snakemake):
@@ -10,15 +11,11 @@ def main(snakemake):
     tz = zone(snakemake.params.timezone)
     sensors = snakemake.params.sensors
     index = report.chart_index(snakemake.input.metadata, tz)
-    write_json_atomic(index, snakemake.output.index)
-    report.write_text_atomic(
-        report.statistics_page(snakemake.input.daily, snakemake.input.hourly, sensors, tz),
-        snakemake.output.statistics,
-    )
-    report.write_text_atomic(
-        report.published_page(snakemake.input.receipts, sensors, tz, snakemake.params.charts_kept),
-        snakemake.output.published,
-    )
+    atomic.write_json(snakemake.output.index, index)
+    atomic.write_text(snakemake.output.statistics,
+                      report.statistics_page(snakemake.input.daily, snakemake.input.hourly, sensors, tz))
+    atomic.write_text(snakemake.output.published,
+                      report.published_page(snakemake.input.receipts, sensors, tz, snakemake.params.charts_kept))
     if snakemake.params.charts_kept:
         linked = report.link_charts(snakemake.input.images, snakemake.output.charts)
     else:  # charts are deleted after their upload: no links, and none left from a run that kept them

@@ -3,6 +3,9 @@
 A job killed mid-write (kill -9, a lost database connection, a full disk) leaves no truncated output for the
 next run to trust: the rename is atomic on POSIX file systems, and the temporary file is deleted on failure.
 The temporary name is unique per process and thread, so concurrent writers never share one.
+
+The one way the package writes a whole file: ``write_bytes``, ``write_text``, ``write_json`` and
+``write_parquet``, each ``(path, what)``; ``replacing`` for a writer that streams into a path of its own.
 """
 
 from __future__ import annotations
@@ -35,9 +38,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` as UTF-8."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | os.PathLike, data) -> None:
+    """``data`` as JSON: indented by one space, non-ASCII text as it is, a newline at the end."""
     write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_parquet(path: str | os.PathLike, table) -> None:
+    """A pyarrow Table as Parquet, zstd-compressed (as every Parquet file of the workflow)."""
+    import pyarrow.parquet as pq  # here, not at the top: the workflow imports this module to build its DAG
+
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")

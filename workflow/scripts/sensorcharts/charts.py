@@ -32,7 +32,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from . import atomic  # noqa: E402
 from .tables import Validity  # noqa: E402
-from .timegrid import clock_changes, day_bounds, hour_slots, iso_local, zone_abbreviations  # noqa: E402
+from .timegrid import (  # noqa: E402
+    clock_changes,
+    cumulative_window,
+    day_bounds,
+    hour_slots,
+    iso_local,
+    zone_abbreviations,
+)
 
 WIDTH_IN, HEIGHT_IN, DPI = 10.0, 4.0, 100
 GAP_FACTOR = 5  # a gap is a step longer than this many typical sampling intervals
@@ -593,7 +600,7 @@ def render_cumulative(
     hourly, day: date, tz: ZoneInfo, window_days: int, sensors: list[Sensor], paths: dict[str, str]
 ) -> list[ChartMeta]:
     """Draw, per sensor in ``paths``, the heatmap of hourly means over the ``window_days`` ending on ``day``."""
-    days = [day - timedelta(days=window_days - 1 - i) for i in range(window_days)]
+    days = cumulative_window(day, window_days)
     start, _ = day_bounds(days[0], tz)
     _, end = day_bounds(day, tz)
     heatmap = heatmap_of(len(days))

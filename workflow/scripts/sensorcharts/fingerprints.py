@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import atomic
-from .database import Source, database_errors, sqlite_deadline, table_has_device
-from .timegrid import query_bounds
+from .connection import Source, database_errors, sqlite_deadline, table_has_device
+from .timegrid import cumulative_window, query_bounds
 
 
 def _sqlite_row_digest(*fields) -> int:
@@ -58,7 +58,7 @@ def compute(
 ) -> dict[str, str]:
     """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there.
 
-    Database failures raise the package's one-sentence errors (``sensorcharts.database.DATABASE_ERRORS``).
+    Database failures raise the package's one-sentence errors (``sensorcharts.connection.DATABASE_ERRORS``).
     """
     engine = source.connect()
     try:
@@ -139,7 +139,7 @@ class Refresher:
         if self.active and day not in self.done:
             block = next((b for b in self.blocks if day in b), None)
             if block is None:
-                block = {day - timedelta(days=i) for i in range(self.window)}
+                block = set(cumulative_window(day, self.window))
             days = sorted(block - self.done)
             computed = self.compute_block(days)
             self.lines.update(computed)

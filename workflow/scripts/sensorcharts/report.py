@@ -30,8 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from . import atomic
-
 INTERVALS = {"daily": "Daily", "hourly": "Hourly", "cumulative": "Cumulative"}
 GATEWAY = "https://ipfs.io/ipfs/"  # a public IPFS gateway for clickable links; the ipfs:// URL is shown too
 MISSING = "–"
@@ -301,7 +299,3 @@ def published_page(receipt_paths, sensors: dict, tz: ZoneInfo, charts_kept: bool
         body.append(f"<h2>{html.escape(_sensor_name(sensors, sensor))} · {INTERVALS.get(interval, interval)}</h2>")
         body.append(_table(columns, rows))
     return _page("Published charts", body)
-
-
-def write_text_atomic(text: str, path) -> None:
-    atomic.write_text(path, text)

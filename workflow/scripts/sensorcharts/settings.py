@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from .timegrid import (
     ORDINARY_LABELS,
+    cumulative_window,
     date_range,
     hour_labels,
     irregular_days,
@@ -49,6 +51,15 @@ def _shown(key: str, value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _nested_setting(path, leaf: str) -> str:
+    """``--config 'upload={threads: …}'`` for path ``["upload"]`` and leaf ``threads``."""
+    parts = [str(p) for p in path]
+    inner = f"{leaf}: …"
+    for part in reversed(parts[1:]):
+        inner = f"{part}: {{{inner}}}"
+    return f"--config '{parts[0]}={{{inner}}}'"
+
+
 def describe_schema_error(error) -> str:
     """One sentence from a ``jsonschema`` ValidationError: the key (dotted path) and what is allowed."""
     path = ".".join(str(p) for p in error.absolute_path)
@@ -63,7 +74,11 @@ def describe_schema_error(error) -> str:
                 f"the keys allowed{where} are {', '.join(known)}")
     if kind == "type":
         types = [allowed] if isinstance(allowed, str) else list(allowed)
-        return f"{key} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in types)}, got {_shown(key, got)}"
+        text = f"{key} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in types)}, got {_shown(key, got)}"
+        if "object" in types and path:  # e.g. --config upload=250: say how a nested key is set
+            example = next(iter(schema.get("properties", {})), "name")
+            text += f"; on the command line a nested key is set as {_nested_setting(error.absolute_path, example)}"
+        return text
     if kind == "pattern":
         words = _PATTERN_WORDS.get(allowed, f"text matching {allowed}")
         if "propertyNames" in error.schema_path:
@@ -100,13 +115,58 @@ def check_sensor_ranges(sensors: dict) -> None:
             )
 
 
-def normalise(config: dict) -> dict:
-    """YAML and ``--config`` turn ``2025-01-15`` into a date; the schema wants the text back."""
+def normalise(config: dict, schema: dict | None = None) -> dict:
+    """Give back what ``--config`` and YAML changed on the way in, before the schema checks the config.
+
+    YAML and ``--config`` turn ``2025-01-15`` into a date; the schema wants the text back. And Snakemake reads
+    a nested value of ``--config`` (``upload='{requests_per_minute: 250}'``) as text: with ``schema``, text
+    where the schema allows no text is read as YAML would read it (:func:`read_scalars`).
+    """
     for key in ("start", "end", "now"):
         value = config.get(key)
         if isinstance(value, (date, datetime)):
             config[key] = value.isoformat()
+    if schema is not None:
+        read_scalars(config, schema)
     return config
+
+
+# YAML 1.2's core schema: how text reads as an integer, a float, a boolean or null.
+_YAML_INT = re.compile(r"[-+]?[0-9]+")
+_YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_YAML_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_YAML_NULL = ("null", "Null", "NULL", "~")
+
+
+def read_scalars(value, schema: dict):
+    """``value`` with every text, where its ``schema`` (JSON schema) allows no text, read as the integer,
+    number, boolean or null the schema allows, as YAML would read it; dicts and lists are changed in place.
+
+    Text that reads as none of them stays text, for the schema to report.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        others = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, others)
+            if isinstance(sub, dict):
+                value[key] = read_scalars(item, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value[:] = [read_scalars(item, schema["items"]) for item in value]
+    elif isinstance(value, str):
+        types = schema.get("type", ())
+        types = {types} if isinstance(types, str) else set(types)
+        if types and "string" not in types:
+            text = value.strip()
+            if types & {"integer", "number"} and _YAML_INT.fullmatch(text):
+                return int(text)
+            if "number" in types and _YAML_FLOAT.fullmatch(text):
+                return float(text)
+            if "boolean" in types and text in _YAML_BOOL:
+                return _YAML_BOOL[text]
+            if "null" in types and text in _YAML_NULL:
+                return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -131,11 +191,11 @@ class Plan:
         days = list(days)
         if not days:
             return []
-        return date_range(min(days) - timedelta(days=self.window - 1), max(days))
+        return date_range(cumulative_window(min(days), self.window)[0], max(days))
 
     def window_days(self, day: date) -> list[date]:
         """The days of the cumulative image of ``day``, oldest first."""
-        return [day - timedelta(days=self.window - 1 - i) for i in range(self.window)]
+        return cumulative_window(day, self.window)
 
     def labels(self, day: date) -> tuple[str, ...]:
         """Hour labels of ``day``'s hourly images: the hours that have started."""

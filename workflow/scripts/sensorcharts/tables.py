@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import atomic
 from .timegrid import day_bounds, hour_slots, iso_local
 
 TS = pa.timestamp("us", tz="UTC")
@@ -183,9 +182,3 @@ def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 def read_readings(path: str | os.PathLike) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
-
-
-def write_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write Parquet under a temporary name and rename, so a crash never leaves a truncated file."""
-    with atomic.replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")

@@ -176,6 +176,11 @@ def date_range(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def cumulative_window(day: date, days: int) -> list[date]:
+    """The ``days`` local days a cumulative image of ``day`` shows: the window ending on ``day``, oldest first."""
+    return date_range(day - timedelta(days=days - 1), day)
+
+
 def parse_now(text: str | None) -> datetime:
     """The reference instant: ``text`` (ISO 8601 with an offset) or the real clock."""
     if text is None:

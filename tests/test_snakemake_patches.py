@@ -1,0 +1,89 @@
+"""sensorcharts.snakemake_patches against the pinned Snakemake: what they change is still there, and does
+what they expect. When one of these fails after a Snakemake upgrade, see docs/snakemake-scheduler.md."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from types import SimpleNamespace
+
+import pytest
+import snakemake
+from conftest import REPO
+from snakemake.io import IOCache, IOFile
+from snakemake.scheduling.job_scheduler import JobScheduler
+
+from sensorcharts import snakemake_patches
+
+
+def test_the_pinned_snakemake_has_what_the_patches_change():
+    assert snakemake_patches.missing() == []
+
+
+def test_min_version_names_the_pinned_snakemake_the_patches_were_tested_with():
+    pinned = re.search(r"^\s+- snakemake==(\S+)$", (REPO / "environment.yml").read_text(), re.M)[1]
+    min_version = re.search(r'^min_version\("([^"]+)"\)', (REPO / "Snakefile").read_text(), re.M)[1]
+    assert pinned == min_version == snakemake.__version__
+
+
+def scheduler() -> JobScheduler:
+    """A JobScheduler with only what _schedule_reevalutation touches: the semaphore that wakes its loop."""
+    s = object.__new__(JobScheduler)
+    s._open_jobs = threading.Semaphore(0)
+    return s
+
+
+def timers_started(action) -> list[threading.Timer]:
+    before = set(threading.enumerate())
+    action()
+    return [t for t in threading.enumerate() if t not in before and isinstance(t, threading.Timer)]
+
+
+def test_unpatched_every_call_starts_a_timer_of_its_own():
+    """The behaviour the patch replaces: one call per scheduling round, one timer per call."""
+    s = scheduler()
+    timers = timers_started(lambda: [s._schedule_reevalutation(3600) for _ in range(3)])
+    for t in timers:
+        t.cancel()
+    assert len(timers) == 3 and not any(t.daemon for t in timers)
+
+
+def test_patched_one_timer_is_pending_at_a_time_and_its_round_arms_the_next(monkeypatch):
+    monkeypatch.setattr(JobScheduler, "_schedule_reevalutation", JobScheduler._schedule_reevalutation)  # undone after
+    assert snakemake_patches.one_rescheduling_timer()
+    s = scheduler()
+    (first,) = timers_started(lambda: [s._schedule_reevalutation(3600) for _ in range(3)])
+    assert first.daemon  # a run does not wait for it to exit
+    first.cancel()
+    first.function()  # as if it fired: the scheduler wakes once...
+    assert s._open_jobs.acquire(blocking=False) and not s._open_jobs.acquire(blocking=False)
+    (second,) = timers_started(lambda: [s._schedule_reevalutation(3600) for _ in range(3)])  # ...and re-arms
+    second.cancel()
+
+
+def test_a_folder_listed_before_a_file_was_written_hides_it_until_forgotten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fingerprints").mkdir()
+    workflow = SimpleNamespace(iocache=IOCache(max_wait_time=60))
+    fingerprint = IOFile("fingerprints/2025-01-15.txt")
+    fingerprint.rule = SimpleNamespace(workflow=workflow)  # all of a rule the listing cache looks at
+    asyncio.run(fingerprint.inventory())  # Snakemake lists the folder while it builds the DAG
+    (tmp_path / "fingerprints" / "2025-01-15.txt").write_text("written by an input function\n")
+    assert asyncio.run(fingerprint.exists_local()) is False  # the listing says missing
+    assert snakemake_patches.forget_listing(workflow, "fingerprints")
+    assert asyncio.run(fingerprint.exists_local()) is True
+
+
+def test_forgetting_a_listing_of_a_snakemake_that_keeps_none_does_nothing():
+    assert snakemake_patches.forget_listing(SimpleNamespace(), "fingerprints") is False
+
+
+@pytest.mark.parametrize("name", ["JobScheduler._schedule_reevalutation", "IOCache.exists_local.has_inventory"])
+def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
+    if name.startswith("JobScheduler"):
+        monkeypatch.delattr(JobScheduler, "_schedule_reevalutation")
+        assert snakemake_patches.one_rescheduling_timer() is False  # left as it is
+    else:
+        monkeypatch.setattr(IOCache, "exists_local", property(lambda self: {}))
+    assert len(snakemake_patches.missing()) == 1

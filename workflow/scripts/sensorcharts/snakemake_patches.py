@@ -1,0 +1,91 @@
+"""The two places where the workflow reaches into Snakemake's internals, kept together.
+
+Both were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
+``min_version`` names. ``tests/test_snakemake_patches.py`` fails as soon as the pinned Snakemake no longer
+has what they rely on (see :func:`missing`); at run time another Snakemake is left as it is.
+
+* :func:`one_rescheduling_timer`: Snakemake's job scheduler arms a one-second timer after every scheduling
+  round while jobs wait, and every timer's round arms another, so every finished job starts a chain of
+  timers that lasts as long as jobs wait: rounds grow with the square of the jobs. One pending timer is
+  enough. docs/snakemake-scheduler.md describes the problem, the fix and its measurement.
+* :func:`forget_listing`: while it builds the DAG, Snakemake lists each folder once and from then on takes
+  a file that was not listed for missing. The workflow writes fingerprint files during the DAG (from an
+  input function), so it tells Snakemake to list their folder again.
+
+Imported by the workflow only (``workflow/rules/common.smk``), never by a job: Snakemake is imported lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+
+# Set on a scheduler while its one re-scheduling timer is pending.
+_PENDING = "_sensorcharts_timer_pending"
+
+
+def missing() -> list[str]:
+    """What the patches rely on that the installed Snakemake lacks, one line each; empty when all is there."""
+    problems = []
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler
+    except ImportError as exc:
+        problems.append(f"snakemake.scheduling.job_scheduler.JobScheduler cannot be imported ({exc})")
+    else:
+        if not callable(getattr(JobScheduler, "_schedule_reevalutation", None)):
+            problems.append("JobScheduler has no method _schedule_reevalutation(delay)")
+    try:
+        from snakemake.io import IOCache
+    except ImportError as exc:
+        problems.append(f"snakemake.io.IOCache cannot be imported ({exc})")
+    else:
+        if not isinstance(getattr(IOCache(0).exists_local, "has_inventory", None), set):
+            problems.append("IOCache().exists_local has no set has_inventory (the folders listed)")
+    return problems
+
+
+def one_rescheduling_timer() -> bool:
+    """Keep at most one pending re-scheduling timer per job scheduler, as a daemon thread.
+
+    Snakemake (9.x; job-rate limit 100 jobs a second by default) calls ``_schedule_reevalutation(1)`` at the
+    end of every scheduling round of a real run, and each call starts a ``threading.Timer`` whose round
+    calls it again. A pending timer wakes the scheduler just as well as many: the round it starts arms the
+    next. Snakemake's timers are non-daemon threads, so a run also waited up to a second after its last job
+    to exit; these are daemons. Returns whether the scheduler was patched (False for a Snakemake without
+    the method, which is left as it is).
+    """
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler
+    except ImportError:
+        return False
+    if not callable(getattr(JobScheduler, "_schedule_reevalutation", None)):
+        return False
+
+    def schedule_reevaluation(self, delay) -> None:
+        if getattr(self, _PENDING, False):
+            return
+        setattr(self, _PENDING, True)
+
+        def fire() -> None:
+            setattr(self, _PENDING, False)  # before waking it, so that the round it starts arms the next
+            self._open_jobs.release()
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        timer.start()
+
+    JobScheduler._schedule_reevalutation = schedule_reevaluation
+    return True
+
+
+def forget_listing(workflow, folder: str) -> bool:
+    """Make ``workflow``'s Snakemake list ``folder`` again before it decides that a file there is missing.
+
+    Snakemake keeps the folders it has listed in ``workflow.iocache.exists_local.has_inventory`` and takes
+    a file of such a folder that the listing did not show for missing. Returns whether there was such a
+    record to clear (False for a Snakemake that keeps none).
+    """
+    listed = getattr(getattr(getattr(workflow, "iocache", None), "exists_local", None), "has_inventory", None)
+    if not isinstance(listed, set):
+        return False
+    listed.discard(folder)
+    return True
