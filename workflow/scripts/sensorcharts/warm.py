@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .jobprocess import Job, run_main
+
 IDLE_EXIT_S = 300.0
 START_TIMEOUT_S = 60.0
 RECEIVE_TIMEOUT_S = 10.0
@@ -168,14 +170,12 @@ def start_early() -> None:
         os.close(fd)  # the server's copy of the descriptor keeps the lock until it listens
 
 
-def call(request: dict, abandoned=lambda: False) -> int:
+def call(request: dict, abandoned=lambda: False, poll_s: float = 0.25) -> int:
     """Run a job (see jobs.run_step for ``request``) in a child of the warm server; return its exit status.
 
-    While it waits, ``abandoned()`` is asked every jobs.POLL_S seconds whether to give up: closing the
+    While it waits, ``abandoned()`` is asked every ``poll_s`` seconds whether to give up: closing the
     connection makes the server kill the job's process group at once.
     """
-    from .jobs import POLL_S
-
     payload = json.dumps(request).encode()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -186,7 +186,7 @@ def call(request: dict, abandoned=lambda: False) -> int:
             conn.sendall(payload)
         except (ConnectionResetError, BrokenPipeError) as exc:  # the server was exiting, idle: nothing ran
             raise Unavailable(f"the warm job server closed the connection: {exc}") from None
-        conn.settimeout(POLL_S)
+        conn.settimeout(poll_s)
         answer = b""
         while len(answer) < STATUS.size:
             try:
@@ -220,8 +220,6 @@ def _run_child(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    from .jobs import Job, run_main
-
     return run_main(Job(request["job"]), request["script"])
 
 
