@@ -17,6 +17,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from conftest import utc
@@ -269,13 +270,29 @@ def test_socket_of_a_killed_server_is_replaced(rig):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_killed_client_kills_its_job_before_it_writes_more(rig):
+class SlowWrite(NamedTuple):
+    """A job that writes out/big.dat bit by bit until ``release`` exists, with a process of its own running."""
+
+    job: Client
+    where: dict  # what the job says of its process (pid, ppid, pgid, helper) once it started
+    partial: Path
+    final: Path
+    release: Path
+
+
+def _start_slow_write(rig: Rig, **env: str) -> SlowWrite:
     out = rig.jobdir / "out"
     started, release = rig.jobdir / "started.json", rig.jobdir / "release"
     partial, final = out / ".big.dat.partial", out / "big.dat"
     job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
-                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"})
+                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"},
+                    **env)
     where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
+    return SlowWrite(job, where, partial, final, release)
+
+
+def test_killed_client_kills_its_job_before_it_writes_more(rig):
+    job, where, partial, final, release = _start_slow_write(rig)
     (server,) = rig.servers()
     assert where["ppid"] == server and where["pgid"] == where["pid"]  # a process group of its own
     assert alive(where["pid"]) and alive(where["helper"])
@@ -300,14 +317,7 @@ def test_killed_client_kills_its_job_before_it_writes_more(rig):
 def test_ctrl_c_of_the_waiting_side_ends_the_job_at_once(rig, warm):
     """SIGINT of Snakemake's process (Ctrl-C) ends its jobs' processes, though a child of the warm server is
     in no terminal's process group; Snakemake then sees the job as interrupted, not as failed."""
-    env = {} if warm else {"SENSORCHARTS_WARM": "0"}
-    out = rig.jobdir / "out"
-    started, release = rig.jobdir / "started.json", rig.jobdir / "release"
-    partial, final = out / ".big.dat.partial", out / "big.dat"
-    job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
-                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"},
-                    **env)
-    where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
+    job, where, partial, final, release = _start_slow_write(rig, **({} if warm else {"SENSORCHARTS_WARM": "0"}))
     assert where["ppid"] != job.proc.pid if warm else where["ppid"] == job.proc.pid
     wait_for(lambda: partial.exists() and partial.stat().st_size > 200, "the job to write")
 
@@ -616,12 +626,7 @@ def test_failing_jobs_do_not_keep_a_server_from_idling_out(rig):
 
 
 def test_stopping_the_server_stops_its_jobs(rig):
-    out = rig.jobdir / "out"
-    started, release = rig.jobdir / "started.json", rig.jobdir / "release"
-    partial, final = out / ".big.dat.partial", out / "big.dat"
-    job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
-                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"})
-    where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
+    job, where, _, final, release = _start_slow_write(rig)
     (server,) = rig.servers()
     os.kill(server, signal.SIGTERM)  # as systemd, a cluster's epilogue or an operator stops it
     wait_for(lambda: not alive(where["pid"]) and not alive(where["helper"]),
