@@ -214,12 +214,11 @@ def test_server_exits_after_its_idle_timeout_but_not_during_a_job(rig):
     # The server has no setting for the idle timeout: IDLE_EXIT_S (300 s) is a module constant. The test starts
     # the server the way `python -m sensorcharts.warmserver` does, with the constant lowered to 1 s.
     idle_s = 1.0
-    server = rig.serve_with_idle_timeout(idle_s)
     path = rig.socket_path()
-
     release = rig.jobdir / "release"
     started = rig.jobdir / "started.json"
-    job = rig.start("long", {"mode": "wait", "started": str(started), "release": str(release)})
+    server, job = rig.serve_with_idle_timeout(
+        idle_s, lambda: rig.start("long", {"mode": "wait", "started": str(started), "release": str(release)}))
     where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
     assert where["ppid"] == server.pid  # the job went to this server
     time.sleep(3 * idle_s)  # a job longer than the idle timeout keeps its server
@@ -572,17 +571,30 @@ def test_a_server_whose_checkout_is_deleted_exits_and_a_new_clone_there_is_serve
     assert read_json(rig.jobdir / "out" / "again.json")["cid_file"] == str(clone / "scripts/sensorcharts/cid.py")
 
 
+# A job's process running failing jobs back to back until the server that took its first job (its pid is
+# written to argv[1] once the server listens) has exited; prints how many failed.
 FAILING_LOOP = textwrap.dedent(
     """
     import json
     import sys
     import time
+    from pathlib import Path
 
     from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, Wildcards
 
     from sensorcharts.jobs import StepFailed, run_step
 
-    server, deadline = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+    pid_file, deadline = Path(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+
+
+    def fail_once():
+        try:
+            run_step("warm_probe", "probe", InputFiles(), OutputFiles(),
+                     Params(fromdict={"mode": "fail", "reason": "x"}), Wildcards(),
+                     Log(fromdict={"log": "logs/loop.log"}), {})
+        except StepFailed:
+            return 1
+        return 0
 
 
     def server_alive():
@@ -593,14 +605,12 @@ FAILING_LOOP = textwrap.dedent(
             return False
 
 
-    failed = 0
+    failed = fail_once()
+    while not pid_file.exists():
+        time.sleep(0.05)
+    server = int(pid_file.read_text())
     while server_alive() and time.monotonic() < deadline:
-        try:
-            run_step("warm_probe", "probe", InputFiles(), OutputFiles(),
-                     Params(fromdict={"mode": "fail", "reason": "x"}), Wildcards(),
-                     Log(fromdict={"log": "logs/loop.log"}), {})
-        except StepFailed:
-            failed += 1
+        failed += fail_once()
     print(json.dumps({"failed": failed, "server_alive": server_alive()}))
     """
 )
@@ -609,13 +619,16 @@ FAILING_LOOP = textwrap.dedent(
 def test_failing_jobs_do_not_keep_a_server_from_idling_out(rig):
     """A server that fails every job (say, modules it can no longer import) must still go away by itself:
     only a job that succeeds counts as activity."""
-    server = rig.serve_with_idle_timeout(2.0)
-    loop = rig.root / "failing_loop.py"
+    loop, pid_file = rig.root / "failing_loop.py", rig.root / "server.pid"
     loop.write_text(FAILING_LOOP, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(loop), str(server.pid), str(DEADLINE_S)], cwd=rig.jobdir,
-                          env=rig.env(), capture_output=True, text=True, timeout=2 * DEADLINE_S)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.splitlines()[-1])
+    server, jobs = rig.serve_with_idle_timeout(2.0, lambda: subprocess.Popen(
+        [sys.executable, str(loop), str(pid_file), str(DEADLINE_S)], cwd=rig.jobdir, env=rig.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    rig.own.append(jobs)
+    pid_file.write_text(str(server.pid))
+    out, err = jobs.communicate(timeout=2 * DEADLINE_S)
+    assert jobs.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
     assert result["failed"] > 1 and not result["server_alive"], result
     assert server.wait(timeout=DEADLINE_S) == 0
 

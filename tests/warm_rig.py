@@ -12,6 +12,7 @@ generous deadline; nothing asserts on how long something took.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -213,6 +215,12 @@ def listening(path: str | Path) -> bool:
     return False
 
 
+def _waits_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked waiting for a file lock (a ``->`` line of /proc/locks)."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines())
+
+
 def wait_for(condition, what: str, timeout: float = DEADLINE_S):
     """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -310,21 +318,36 @@ class Rig:
         return {pid: cmd for pid, cmd in processes_naming(str(self.runtime)).items()
                 if (_stat(pid) or (None, 0, 0, 0))[3] == pid}
 
-    def serve_with_idle_timeout(self, idle_s: float) -> subprocess.Popen:
-        """Start a server as ``python -m sensorcharts.warmserver`` does, with ``IDLE_EXIT_S`` set to ``idle_s``."""
+    def serve_with_idle_timeout(self, idle_s: float, first) -> tuple[subprocess.Popen, Any]:
+        """Start a server as ``python -m sensorcharts.warmserver`` does, with ``IDLE_EXIT_S`` set to ``idle_s``,
+        and ``first()``, a process whose job this server takes first; return both.
+
+        The server's idle time runs from when it listens, and a job's process takes a while to start: so the
+        test holds the start lock until ``first()`` waits for it, and hands it to the server, which releases
+        it once it listens (as start_early does). Then no idle timeout passes before the first job arrives.
+        """
         path = self.socket_path()
-        code = ("import signal, sys\n"
-                "from sensorcharts import warmserver\n"
-                "warmserver.IDLE_EXIT_S = float(sys.argv[2])\n"
-                "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                "warmserver.serve(sys.argv[1])\n")
-        env = self.env()
-        proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(idle_s)], cwd="/", env=env,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        lock = os.open(f"{path}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            process = first()
+            pid = process.pid if isinstance(process, subprocess.Popen) else process.proc.pid
+            wait_for(lambda: _waits_for_a_lock(pid), "the first job to wait for the start lock")
+            code = ("import signal, sys\n"
+                    "from sensorcharts import warmserver\n"
+                    "warmserver.IDLE_EXIT_S = float(sys.argv[2])\n"
+                    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                    "warmserver.serve(sys.argv[1], int(sys.argv[3]))\n")
+            proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(idle_s), str(lock)], cwd="/",
+                                    env=self.env(), start_new_session=True, stdin=subprocess.DEVNULL,
+                                    pass_fds=(lock,))
+        finally:
+            os.close(lock)
         self.own.append(proc)
         wait_for(lambda: listening(path) or proc.poll() is not None, "the server to listen")
         assert proc.poll() is None, "the server exited while starting"
-        return proc
+        return proc, process
 
     def __enter__(self) -> Rig:
         return self
