@@ -1,12 +1,7 @@
 """The warm fork server (sensorcharts/warm.py) and how ``sensorcharts.jobs.run_step`` hands it jobs.
 
-Every test runs real job clients, ``python`` processes that build Snakemake's own containers and call
-``sensorcharts.jobs.run_step`` as a rule's ``run:`` block does, against real servers on real Unix sockets. Nothing of
-the project is mocked. Each test gets a short runtime folder of its own (``XDG_RUNTIME_DIR`` and ``TMPDIR``,
-where warm.py puts its sockets), so it never meets a server of another run on the machine, and a finalizer
-kills every process whose command line names that folder: the servers, the jobs they fork (a fork keeps
-its server's command line) and the processes those jobs start. Waits poll a condition against a generous
-deadline; nothing asserts on how long something took.
+The clients, the probe workflow script and the cleanup are warm_rig.py's (real processes, real sockets,
+nothing of the project mocked); tests/test_security.py has the tests with a second user of the machine.
 """
 
 from __future__ import annotations
@@ -22,346 +17,30 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from conftest import utc
+from warm_rig import (
+    DEADLINE_S,
+    SCRIPTS,
+    Client,
+    Rig,
+    alive,
+    listening,
+    processes_naming,
+    read_json,
+    wait_for,
+    write_job,
+)
 
 from workflow_runner import Workdir, stop_processes_naming
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "workflow" / "scripts"
-DEADLINE_S = 90.0  # generous: a server imports pandas, pyarrow, … on a busy 2-core machine
-
-# A rule's `run:` block in miniature, as Snakemake runs one: sensorcharts.jobs.run_step in a worker thread
-# with Snakemake's own containers, the main thread waiting for it; on Ctrl-C the main thread stops waiting
-# for new work but still joins the worker (Snakemake's executor shuts its thread pool down). The client's
-# exit status is the job's (StepFailed carries it), or 130 when interrupted.
-CLIENT = textwrap.dedent(
-    '''
-    import json
-    import signal
-    import sys
-    import threading
-    import time
-
-    from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, Wildcards
-
-    from sensorcharts.jobs import StepFailed, run_step, stop_jobs_on_interrupt
-
-    with open(sys.argv[1], encoding="utf-8") as f:
-        spec = json.load(f)
-    # Ctrl-C as in a terminal, whatever pytest inherited (a shell's background job ignores SIGINT, and so
-    # would this client, since stop_jobs_on_interrupt leaves an ignored SIGINT ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    stop_jobs_on_interrupt()
-    result = {}
-    done = threading.Event()
-
-
-    def job():
-        try:
-            run_step(spec["script"], spec["rule"], InputFiles(fromdict=spec["input"]),
-                     OutputFiles(fromdict=spec["output"]), Params(fromdict=spec["params"]),
-                     Wildcards(fromdict=spec["wildcards"]), Log(fromdict=spec["log"]), spec["config"])
-            result["status"] = 0
-        except StepFailed as exc:
-            print(exc, file=sys.stderr)
-            result["status"] = exc.status
-        except KeyboardInterrupt:
-            result["status"] = "interrupted"
-        finally:
-            done.set()
-
-
-    worker = threading.Thread(target=job)
-    worker.start()
-    try:
-        # Snakemake's scheduler loop. Not worker.is_alive() nor join(): a KeyboardInterrupt raised inside
-        # either can leave the thread's lock taken, and the join below would then wait forever.
-        while not done.is_set():
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        worker.join()
-        print(f"client interrupted, job {result.get('status')}", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(result["status"])
-    '''
-)
-
-# A workflow script for these tests (on the clients' and so the servers' PYTHONPATH); params.mode says
-# what it does.
-PROBE = textwrap.dedent(
-    '''
-    """A workflow script for the warm server's tests."""
-
-    import json
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from sensorcharts.jobs import log, write_json_atomic
-
-
-    def _wait_for(path):
-        while not Path(path).exists():
-            time.sleep(0.05)
-
-
-    def main(snakemake):
-        mode = snakemake.params.mode
-        log.info("probe %s starting", mode)
-        print(f"stdout of {snakemake.wildcards.name}", flush=True)
-        print(f"stderr of {snakemake.wildcards.name}", file=sys.stderr, flush=True)
-        where = {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0),
-                 "pandas_loaded": "pandas" in sys.modules}
-        if mode == "write":
-            result = {
-                "input": Path(snakemake.input.data).read_text(encoding="utf-8"),
-                "inputs": list(snakemake.input), "outputs": list(snakemake.output),
-                "params": {"mode": snakemake.params.mode, "numbers": snakemake.params.numbers},
-                "wildcards": [snakemake.wildcards.name, snakemake.wildcards.date],
-                "rule": snakemake.rule, "config": snakemake.config, "cwd": os.getcwd(),
-                "env": os.environ.get("WARM_PROBE_VALUE"), "log": list(snakemake.log),
-            }
-            write_json_atomic(result, snakemake.output.result)
-            write_json_atomic(where, snakemake.output.where)
-        elif mode == "fail":
-            raise RuntimeError(f"probe failed on purpose: {snakemake.params.reason}")
-        elif mode == "hard_exit":
-            os._exit(int(snakemake.params.code))
-        elif mode == "sys_exit":
-            sys.exit(int(snakemake.params.code))
-        elif mode == "wait":  # started, then wait for the release file, then the output
-            write_json_atomic(where, snakemake.params.started)
-            _wait_for(snakemake.params.release)
-            write_json_atomic(where, snakemake.output[0])
-        elif mode == "slow_write":  # write the output bit by bit until released, a process of its own too
-            sleeper = [sys.executable, "-c", "import time; time.sleep(600)", snakemake.params.marker]
-            helper = subprocess.Popen(sleeper)
-            partial = Path(snakemake.params.partial)
-            with open(partial, "w", encoding="utf-8") as out:
-                out.write("begin\\n")
-                out.flush()
-                write_json_atomic(dict(where, helper=helper.pid), snakemake.params.started)
-                while not Path(snakemake.params.release).exists():
-                    out.write("x" * 64 + "\\n")
-                    out.flush()
-                    time.sleep(0.05)
-                out.write("end\\n")
-            os.replace(partial, snakemake.output[0])
-            helper.kill()
-        elif mode == "version":
-            from sensorcharts import cid
-
-            write_json_atomic(dict(where, version=getattr(cid, "WARM_TEST_VERSION", None), cid_file=cid.__file__),
-                              snakemake.output[0])
-        else:
-            raise ValueError(f"unknown probe mode {mode!r}")
-        log.info("probe %s done", mode)
-    '''
-)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Processes, sockets and waiting
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """``(state, ppid, pgrp, session)`` of process ``pid``, or None when there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie nobody reaped yet does not)."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
-
-
-def processes_naming(text: str, where: str = "cmdline") -> dict[int, str]:
-    """Live processes (not this one) whose command line (or ``where="environ"``: environment) contains
-    ``text``: ``{pid: that text}``."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            content = Path(entry.path, where).read_bytes()
-        except OSError:
-            continue
-        if text.encode() in content and alive(int(entry.name)):
-            found[int(entry.name)] = content.replace(b"\0", b" ").decode(errors="replace")
-    return found
-
-
-def listening(path: str | Path) -> bool:
-    """Whether a Unix socket bound at ``path`` is listening (``/proc/net/unix``; connecting is not needed)."""
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 8 and parts[7] == str(path) and int(parts[3], 16) & 0x10000:  # __SO_ACCEPTCON
-            return True
-    return False
-
-
-def wait_for(condition, what: str, timeout: float = DEADLINE_S):
-    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Client:
-    """One job's process (a client of the warm server, or the job itself with the server off)."""
-
-    def __init__(self, proc: subprocess.Popen, name: str, folder: Path, log: Path):
-        self.proc, self.name, self.log = proc, name, log
-        self.out, self.err = folder / f"{name}.stdout", folder / f"{name}.stderr"
-
-    def wait(self) -> int:
-        return self.proc.wait(timeout=DEADLINE_S)
-
-    @property
-    def stdout(self) -> str:
-        return self.out.read_text(encoding="utf-8")
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text(encoding="utf-8")
-
-
-class Rig:
-    """Job clients of one test, their runtime folder, and the cleanup of every process they led to."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        # Short, since Unix socket paths are limited to ~107 bytes (pytest's tmp_path can be longer).
-        self.runtime = Path(tempfile.mkdtemp(prefix="scw-", dir="/tmp"))
-        self.jobdir = root / "job"
-        (self.jobdir / "logs").mkdir(parents=True)
-        (self.jobdir / "out").mkdir()
-        self.clients_dir = root / "clients"
-        self.clients_dir.mkdir()
-        probe_dir = root / "probe"
-        probe_dir.mkdir()
-        (probe_dir / "warm_probe.py").write_text(PROBE, encoding="utf-8")
-        self.client_py = root / "client.py"
-        self.client_py.write_text(CLIENT, encoding="utf-8")
-        self.pythonpath = [SCRIPTS, probe_dir]
-        self.clients: list[Client] = []
-        self.own: list[subprocess.Popen] = []  # servers the test started itself
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("SENSORCHARTS_WARM", "DATABASE_URL", "PYTHONPATH", "WARM_PROBE_VALUE")}
-        env.update(XDG_RUNTIME_DIR=str(self.runtime), TMPDIR=str(self.runtime), MPLBACKEND="Agg",
-                   PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=os.pathsep.join(map(str, self.pythonpath)))
-        env.update(extra)
-        return env
-
-    def start(self, name: str, params: dict, *, script: str = "warm_probe", rule: str = "probe",
-              output: dict | None = None, input: dict | None = None, wildcards: dict | None = None,
-              config: dict | None = None, **env: str) -> Client:
-        spec = {"script": script, "rule": rule, "input": input or {},
-                "output": output if output is not None else {"result": f"out/{name}.json"},
-                "log": {"log": f"logs/{name}.log", "benchmark": f"bench/{name}.tsv"}, "params": params,
-                "wildcards": wildcards if wildcards is not None else {"name": name}, "config": config or {}}
-        spec_path = self.clients_dir / f"{name}.json"
-        spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        folder = self.clients_dir
-        with open(folder / f"{name}.stdout", "w") as out, open(folder / f"{name}.stderr", "w") as err:
-            proc = subprocess.Popen([sys.executable, str(self.client_py), str(spec_path)], cwd=self.jobdir,
-                                    env=self.env(**env), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        client = Client(proc, name, self.clients_dir, self.jobdir / "logs" / f"{name}.log")
-        self.clients.append(client)
-        return client
-
-    def run(self, name: str, params: dict, **kwargs) -> Client:
-        client = self.start(name, params, **kwargs)
-        client.wait()
-        return client
-
-    def socket_path(self) -> Path:
-        """The socket a job of this rig's code and environment uses (asked of warm.py in a job's environment)."""
-        out = subprocess.run([sys.executable, "-c", "from sensorcharts import warm; print(warm.socket_path())"],
-                             env=self.env(), capture_output=True, text=True, check=True)
-        return Path(out.stdout.strip())
-
-    def sockets(self) -> list[Path]:
-        return sorted(self.runtime.glob("*.sock"))
-
-    def servers(self) -> dict[int, str]:
-        """Live warm servers of this test: session leaders naming the runtime folder (their jobs are not)."""
-        return {pid: cmd for pid, cmd in processes_naming(str(self.runtime)).items()
-                if (_stat(pid) or (None, 0, 0, 0))[3] == pid}
-
-    def serve_with_idle_timeout(self, idle_s: float) -> subprocess.Popen:
-        """Start a server as ``python -m sensorcharts.warm`` does, with ``IDLE_EXIT_S`` set to ``idle_s``."""
-        path = self.socket_path()
-        code = ("import signal, sys\n"
-                "from sensorcharts import warm\n"
-                "warm.IDLE_EXIT_S = float(sys.argv[2])\n"
-                "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                "warm.serve(sys.argv[1])\n")
-        env = self.env()
-        proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(idle_s)], cwd="/", env=env,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
-        self.own.append(proc)
-        wait_for(lambda: listening(path) or proc.poll() is not None, "the server to listen")
-        assert proc.poll() is None, "the server exited while starting"
-        return proc
-
-    def close(self) -> None:
-        for client in self.clients:
-            if client.proc.poll() is None:
-                client.proc.kill()
-            client.proc.wait()
-        for proc in self.own:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        # Also jobs in fresh interpreters (python -m sensorcharts.jobs), named only in their environment.
-        for pid in [*processes_naming(str(self.runtime)), *processes_naming(str(self.runtime), "environ")]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            wait_for(lambda: not processes_naming(str(self.runtime)), "the test's processes to end", timeout=30)
-        finally:
-            shutil.rmtree(self.runtime, ignore_errors=True)
 
 
 @pytest.fixture
 def rig(tmp_path):
-    rig = Rig(tmp_path)
-    try:
+    with Rig(tmp_path) as rig:
         yield rig
-    finally:
-        rig.close()
-
-
-def _write_job(rig: Rig, name: str, **env: str) -> Client:
-    (rig.jobdir / "in.txt").write_text("input text\n", encoding="utf-8")
-    return rig.run(name, {"mode": "write", "numbers": [1, 2.5, None]}, input={"data": "in.txt"},
-                   output={"result": f"out/{name}.json", "where": f"out/{name}.where.json"},
-                   wildcards={"name": "same", "date": "2025-06-01"},
-                   config={"timezone": "UTC", "nested": {"a": [1, 2]}}, **env)
-
-
-def _json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -370,12 +49,12 @@ def _json(path: Path):
 
 
 def test_job_through_server_gives_the_in_process_result(rig):
-    local = _write_job(rig, "local", SENSORCHARTS_WARM="0", WARM_PROBE_VALUE="first")
-    warm = _write_job(rig, "warm", WARM_PROBE_VALUE="first")
+    local = write_job(rig, "local", SENSORCHARTS_WARM="0", WARM_PROBE_VALUE="first")
+    warm = write_job(rig, "warm", WARM_PROBE_VALUE="first")
     assert (local.proc.returncode, warm.proc.returncode) == (0, 0), warm.stderr
 
     out = rig.jobdir / "out"
-    local_result, warm_result = _json(out / "local.json"), _json(out / "warm.json")
+    local_result, warm_result = read_json(out / "local.json"), read_json(out / "warm.json")
     # The same job object, working directory, environment, … apart from the job's own file names.
     assert warm_result.pop("outputs") == ["out/warm.json", "out/warm.where.json"]
     assert local_result.pop("outputs") == ["out/local.json", "out/local.where.json"]
@@ -386,7 +65,7 @@ def test_job_through_server_gives_the_in_process_result(rig):
 
     # Where each ran: the local job in a fresh interpreter started by the client, the warm one in a child
     # of the server, which had imported pandas already.
-    local_where, warm_where = _json(out / "local.where.json"), _json(out / "warm.where.json")
+    local_where, warm_where = read_json(out / "local.where.json"), read_json(out / "warm.where.json")
     assert local_where["ppid"] == local.proc.pid and not local_where["pandas_loaded"]
     (server,) = rig.servers()
     assert warm_where["ppid"] == server and warm_where["pid"] != warm.proc.pid and warm_where["pandas_loaded"]
@@ -397,10 +76,10 @@ def test_job_through_server_gives_the_in_process_result(rig):
         assert "probe write starting" in client.log.read_text() and "probe write done" in client.log.read_text()
 
     # The next job reuses the server, yet sees its own environment, not the one the server started with.
-    again = _write_job(rig, "again", WARM_PROBE_VALUE="second")
+    again = write_job(rig, "again", WARM_PROBE_VALUE="second")
     assert again.proc.returncode == 0, again.stderr
-    assert _json(out / "again.json")["env"] == "second"
-    assert _json(out / "again.where.json")["ppid"] == server
+    assert read_json(out / "again.json")["env"] == "second"
+    assert read_json(out / "again.where.json")["ppid"] == server
     assert list(rig.servers()) == [server]
     assert rig.sockets() == [rig.socket_path()]
 
@@ -460,7 +139,7 @@ def test_real_workflow_job_gives_identical_output(rig, sqlite_db):
     assert reason and reason == [line for line in warm.stderr.splitlines() if line.startswith("extract_day: ")]
 
 
-# What a served job imports beyond what warm.preload() gave the server: one day's jobs, run in a process that
+# What a served job imports beyond what warmserver.preload() gave the server: one day's jobs, run in a process that
 # did what the server does first; the names go to stdout as JSON.
 IMPORTS_PROBE = textwrap.dedent(
     """
@@ -470,14 +149,14 @@ IMPORTS_PROBE = textwrap.dedent(
     from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, Wildcards
 
     import extract_day, render_cumulative, render_day  # the scripts: imported by run_main in the child
-    from sensorcharts import warm
-    from sensorcharts.jobs import Job, describe
+    from sensorcharts import warmserver
+    from sensorcharts.jobprocess import Job, describe
 
     jobs = [(spec["script"], Job(describe(spec["rule"], InputFiles(fromdict=spec["input"]),
                                           OutputFiles(fromdict=spec["output"]), Params(fromdict=spec["params"]),
                                           Wildcards(fromdict=spec["wildcards"]), Log(), spec["config"])))
             for spec in json.load(open(sys.argv[1]))]
-    warm.preload()
+    warmserver.preload()
     before = set(sys.modules)
     for script, job in jobs:
         sys.modules[script].main(job)
@@ -532,16 +211,15 @@ def test_served_jobs_import_nothing_the_server_has_not(postgres_db, sqlite_db, t
 
 
 def test_server_exits_after_its_idle_timeout_but_not_during_a_job(rig):
-    # warm.py has no setting for the idle timeout: IDLE_EXIT_S (300 s) is a module constant. The test starts
-    # the server the way `python -m sensorcharts.warm` does, with the constant lowered to 1 s.
+    # The server has no setting for the idle timeout: IDLE_EXIT_S (300 s) is a module constant. The test starts
+    # the server the way `python -m sensorcharts.warmserver` does, with the constant lowered to 1 s.
     idle_s = 1.0
-    server = rig.serve_with_idle_timeout(idle_s)
     path = rig.socket_path()
-
     release = rig.jobdir / "release"
     started = rig.jobdir / "started.json"
-    job = rig.start("long", {"mode": "wait", "started": str(started), "release": str(release)})
-    where = wait_for(lambda: started.exists() and _json(started), "the job to start")
+    server, job = rig.serve_with_idle_timeout(
+        idle_s, lambda: rig.start("long", {"mode": "wait", "started": str(started), "release": str(release)}))
+    where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
     assert where["ppid"] == server.pid  # the job went to this server
     time.sleep(3 * idle_s)  # a job longer than the idle timeout keeps its server
     assert server.poll() is None and listening(path)
@@ -554,10 +232,10 @@ def test_server_exits_after_its_idle_timeout_but_not_during_a_job(rig):
     assert not rig.servers()
 
     # The next job starts a server of its own.
-    again = _write_job(rig, "again")
+    again = write_job(rig, "again")
     assert again.proc.returncode == 0, again.stderr
     (new,) = rig.servers()
-    assert new != server.pid and _json(rig.jobdir / "out" / "again.where.json")["ppid"] == new
+    assert new != server.pid and read_json(rig.jobdir / "out" / "again.where.json")["ppid"] == new
     assert listening(path)
 
 
@@ -567,7 +245,7 @@ def test_server_exits_after_its_idle_timeout_but_not_during_a_job(rig):
 
 
 def test_socket_of_a_killed_server_is_replaced(rig):
-    first = _write_job(rig, "first")
+    first = write_job(rig, "first")
     assert first.proc.returncode == 0, first.stderr
     (old,) = rig.servers()
     path = rig.socket_path()
@@ -579,10 +257,10 @@ def test_socket_of_a_killed_server_is_replaced(rig):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(str(path))
 
-    second = _write_job(rig, "second")
+    second = write_job(rig, "second")
     assert second.proc.returncode == 0, second.stderr
     (new,) = rig.servers()
-    assert new != old and _json(rig.jobdir / "out" / "second.where.json")["ppid"] == new
+    assert new != old and read_json(rig.jobdir / "out" / "second.where.json")["ppid"] == new
     assert listening(path) and rig.sockets() == [path]
 
 
@@ -591,13 +269,29 @@ def test_socket_of_a_killed_server_is_replaced(rig):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_killed_client_kills_its_job_before_it_writes_more(rig):
+class SlowWrite(NamedTuple):
+    """A job that writes out/big.dat bit by bit until ``release`` exists, with a process of its own running."""
+
+    job: Client
+    where: dict  # what the job says of its process (pid, ppid, pgid, helper) once it started
+    partial: Path
+    final: Path
+    release: Path
+
+
+def _start_slow_write(rig: Rig, **env: str) -> SlowWrite:
     out = rig.jobdir / "out"
     started, release = rig.jobdir / "started.json", rig.jobdir / "release"
     partial, final = out / ".big.dat.partial", out / "big.dat"
     job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
-                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"})
-    where = wait_for(lambda: started.exists() and _json(started), "the job to start")
+                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"},
+                    **env)
+    where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
+    return SlowWrite(job, where, partial, final, release)
+
+
+def test_killed_client_kills_its_job_before_it_writes_more(rig):
+    job, where, partial, final, release = _start_slow_write(rig)
     (server,) = rig.servers()
     assert where["ppid"] == server and where["pgid"] == where["pid"]  # a process group of its own
     assert alive(where["pid"]) and alive(where["helper"])
@@ -611,7 +305,7 @@ def test_killed_client_kills_its_job_before_it_writes_more(rig):
     release.touch()  # had the job lived on, it would now finish the file and put it in place
 
     # The server lives on and serves the next job; meanwhile nothing wrote to the dead job's files.
-    nxt = _write_job(rig, "next")
+    nxt = write_job(rig, "next")
     assert nxt.proc.returncode == 0, nxt.stderr
     assert list(rig.servers()) == [server]
     assert not final.exists()
@@ -622,14 +316,7 @@ def test_killed_client_kills_its_job_before_it_writes_more(rig):
 def test_ctrl_c_of_the_waiting_side_ends_the_job_at_once(rig, warm):
     """SIGINT of Snakemake's process (Ctrl-C) ends its jobs' processes, though a child of the warm server is
     in no terminal's process group; Snakemake then sees the job as interrupted, not as failed."""
-    env = {} if warm else {"SENSORCHARTS_WARM": "0"}
-    out = rig.jobdir / "out"
-    started, release = rig.jobdir / "started.json", rig.jobdir / "release"
-    partial, final = out / ".big.dat.partial", out / "big.dat"
-    job = rig.start("big", {"mode": "slow_write", "started": str(started), "release": str(release),
-                            "partial": str(partial), "marker": str(rig.runtime)}, output={"data": "out/big.dat"},
-                    **env)
-    where = wait_for(lambda: started.exists() and _json(started), "the job to start")
+    job, where, partial, final, release = _start_slow_write(rig, **({} if warm else {"SENSORCHARTS_WARM": "0"}))
     assert where["ppid"] != job.proc.pid if warm else where["ppid"] == job.proc.pid
     wait_for(lambda: partial.exists() and partial.stat().st_size > 200, "the job to write")
 
@@ -673,9 +360,9 @@ def test_a_job_writes_its_benchmark_in_snakemakes_columns(rig):
 
 
 def test_warm_off_runs_the_job_in_its_own_process_and_starts_no_server(rig):
-    local = _write_job(rig, "local", SENSORCHARTS_WARM="0")
+    local = write_job(rig, "local", SENSORCHARTS_WARM="0")
     assert local.proc.returncode == 0, local.stderr
-    where = _json(rig.jobdir / "out" / "local.where.json")
+    where = read_json(rig.jobdir / "out" / "local.where.json")
     assert where["ppid"] == local.proc.pid and not where["pandas_loaded"]
     assert list(rig.runtime.iterdir()) == []  # no socket, no lock file
     assert not processes_naming(str(rig.runtime))
@@ -685,12 +372,12 @@ def test_unreachable_server_falls_back_to_a_fresh_interpreter(rig):
     # A runtime folder so deep that its socket path exceeds what Unix sockets allow (~107 bytes).
     deep = rig.runtime / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
-    local = _write_job(rig, "deep", XDG_RUNTIME_DIR=str(deep))
+    local = write_job(rig, "deep", XDG_RUNTIME_DIR=str(deep))
     assert local.proc.returncode == 0, local.stderr
     assert "probe: running in a process of its own (cannot reach" in local.stderr
-    where = _json(rig.jobdir / "out" / "deep.where.json")
+    where = read_json(rig.jobdir / "out" / "deep.where.json")
     assert where["ppid"] == local.proc.pid  # ran in a fresh interpreter, and still did the job
-    assert _json(rig.jobdir / "out" / "deep.json")
+    assert read_json(rig.jobdir / "out" / "deep.json")
     assert not rig.servers()
 
 
@@ -723,10 +410,10 @@ def test_a_server_started_early_takes_the_first_jobs(rig):
 
     _start_early(rig)
     _start_early(rig)
-    first = _write_job(rig, "first")
+    first = write_job(rig, "first")
     assert first.proc.returncode == 0, first.stderr
     (server,) = rig.servers()
-    assert _json(rig.jobdir / "out" / "first.where.json")["ppid"] == server
+    assert read_json(rig.jobdir / "out" / "first.where.json")["ppid"] == server
     assert rig.servers()[server].split()[-1].isdigit()  # started by start_early (it passes the lock's fd)
     # Listening, the server has let the lock go.
     with open(f"{rig.socket_path()}.lock", "a") as lock:
@@ -744,13 +431,13 @@ def test_snakemake_starts_the_server_while_building_the_dag_of_a_real_run_only(s
                      end="2025-06-01", timezone="UTC", cumulative_days=1, now="2025-06-03T00:00:00+00:00")
         assert "extract_day" in wd.snakemake("-n").output
         assert list((wd.path / "results" / "fingerprints").glob("*.txt"))  # written by the dry-run's DAG
-        assert not processes_naming(str(runtime)) and not list(runtime.glob("*.sock"))
+        assert not processes_naming(str(runtime)) and not list(runtime.rglob("*.sock"))
 
         (wd.path / "results" / "fingerprints").rename(wd.path / "fingerprints-of-the-dry-run")
         wd.snakemake("--cores", "2")
         servers = [cmd for cmd in processes_naming(str(runtime)).values() if cmd.split()[-1].isdigit()]
         assert len(servers) == 1, processes_naming(str(runtime))  # the one start_early started, with its lock fd
-        assert len(list(runtime.glob("*.sock"))) == 1
+        assert len(list(runtime.rglob("*.sock"))) == 1
     finally:
         stop_processes_naming(runtime)
         wait_for(lambda: not processes_naming(str(runtime)), "the server to stop", timeout=30)
@@ -776,7 +463,7 @@ def test_changed_code_is_served_by_a_new_server(rig):
         cid.write_text(original + f"\nWARM_TEST_VERSION = {tag!r}\n", encoding="utf-8")
         job = rig.run(name, {"mode": "version"}, output={"result": f"out/{name}.json"})
         assert job.proc.returncode == 0, job.stderr
-        return _json(rig.jobdir / "out" / f"{name}.json")
+        return read_json(rig.jobdir / "out" / f"{name}.json")
 
     v1 = version("v1", "v1")
     assert v1["version"] == "v1" and v1["cid_file"] == str(cid)
@@ -802,7 +489,7 @@ def test_changed_code_is_served_by_a_new_server(rig):
 def test_connection_closed_before_its_request_does_not_stop_the_server(rig):
     started, release = rig.jobdir / "started.json", rig.jobdir / "release"
     job = rig.start("long", {"mode": "wait", "started": str(started), "release": str(release)})
-    where = wait_for(lambda: started.exists() and _json(started), "the job to start")
+    where = wait_for(lambda: started.exists() and read_json(started), "the job to start")
     (server,) = rig.servers()
     # A client that connects and goes away before sending anything: a job killed right after connecting,
     # or any program checking whether the socket answers.
@@ -822,3 +509,206 @@ def test_sys_exit_in_a_job_gives_the_in_process_status(rig, code):
     assert local.proc.returncode == code
     warm = rig.run("warm", {"mode": "sys_exit", "code": code})
     assert warm.proc.returncode == code, warm.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (7) Another checkout, other libraries, a deleted checkout
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _clone_scripts(rig: Rig, where: Path, with_probe: bool = False) -> Path:
+    """A copy of the workflow's scripts folder at ``where``, as a clone has (and the probe script in it, as a
+    workflow script of the clone's own)."""
+    (where / "sensorcharts").mkdir(parents=True)
+    for source in [*SCRIPTS.glob("*.py"), *(SCRIPTS / "sensorcharts").glob("*.py")]:
+        shutil.copyfile(source, where / source.relative_to(SCRIPTS))
+    if with_probe:
+        shutil.copyfile(rig.root / "probe" / "warm_probe.py", where / "warm_probe.py")
+    return where
+
+
+def test_another_checkout_or_other_installed_libraries_get_a_server_of_their_own(rig):
+    """The same code in another place (a second clone of one commit), or the same code with another version of
+    an installed distribution (``pip install -U``), is served by another server."""
+    here = write_job(rig, "here")
+    assert here.proc.returncode == 0, here.stderr
+    (first,) = rig.servers()
+    rig.pythonpath[0] = _clone_scripts(rig, rig.root / "clone" / "scripts")
+    there = write_job(rig, "there")
+    assert there.proc.returncode == 0, there.stderr
+    second = read_json(rig.jobdir / "out" / "there.where.json")["ppid"]
+    assert second != first and set(rig.servers()) == {first, second}
+
+    # An installed distribution as an installer leaves it: a <name>-<version>.dist-info folder on sys.path.
+    site = rig.root / "site"
+    dist = site / "warm_probe_dist-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: warm-probe-dist\nVersion: 1.0\n")
+    paths = {rig.socket_path()}
+    rig.pythonpath.append(site)
+    paths.add(rig.socket_path())
+    dist.rename(site / "warm_probe_dist-1.1.dist-info")  # as an upgrade does
+    paths.add(rig.socket_path())
+    assert len(paths) == 3
+    upgraded = write_job(rig, "upgraded")
+    assert upgraded.proc.returncode == 0, upgraded.stderr
+    assert read_json(rig.jobdir / "out" / "upgraded.where.json")["ppid"] not in (first, second)
+
+
+def test_a_server_whose_checkout_is_deleted_exits_and_a_new_clone_there_is_served(rig):
+    """A fresh clone in the place of a deleted one (CI, a redeployment) has the same code in the same place:
+    the old server's modules are gone with their folder, so it stops at once instead of taking its jobs."""
+    clone = rig.root / "clone"
+    rig.pythonpath = [_clone_scripts(rig, clone / "scripts", with_probe=True)]
+    first = rig.run("first", {"mode": "version"}, output={"result": "out/first.json"})
+    assert first.proc.returncode == 0, first.stderr
+    (old,) = rig.servers()
+    shutil.rmtree(clone)
+    _clone_scripts(rig, clone / "scripts", with_probe=True)
+    wait_for(lambda: not alive(old), "the server of the deleted checkout to exit", timeout=30)
+    again = rig.run("again", {"mode": "version"}, output={"result": "out/again.json"})
+    assert again.proc.returncode == 0, again.stderr
+    assert read_json(rig.jobdir / "out" / "again.json")["cid_file"] == str(clone / "scripts/sensorcharts/cid.py")
+
+
+# A job's process running failing jobs back to back until the server that took its first job (its pid is
+# written to argv[1] once the server listens) has exited; prints how many failed.
+FAILING_LOOP = textwrap.dedent(
+    """
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from snakemake.iocontainers import InputFiles, Log, OutputFiles, Params, Wildcards
+
+    from sensorcharts.jobs import StepFailed, run_step
+
+    pid_file, deadline = Path(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+
+
+    def fail_once():
+        try:
+            run_step("warm_probe", "probe", InputFiles(), OutputFiles(),
+                     Params(fromdict={"mode": "fail", "reason": "x"}), Wildcards(),
+                     Log(fromdict={"log": "logs/loop.log"}), {})
+        except StepFailed:
+            return 1
+        return 0
+
+
+    def server_alive():
+        try:
+            with open(f"/proc/{server}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+        except OSError:
+            return False
+
+
+    failed = fail_once()
+    while not pid_file.exists():
+        time.sleep(0.05)
+    server = int(pid_file.read_text())
+    while server_alive() and time.monotonic() < deadline:
+        failed += fail_once()
+    print(json.dumps({"failed": failed, "server_alive": server_alive()}))
+    """
+)
+
+
+def test_failing_jobs_do_not_keep_a_server_from_idling_out(rig):
+    """A server that fails every job (say, modules it can no longer import) must still go away by itself:
+    only a job that succeeds counts as activity."""
+    loop, pid_file = rig.root / "failing_loop.py", rig.root / "server.pid"
+    loop.write_text(FAILING_LOOP, encoding="utf-8")
+    server, jobs = rig.serve_with_idle_timeout(2.0, lambda: subprocess.Popen(
+        [sys.executable, str(loop), str(pid_file), str(DEADLINE_S)], cwd=rig.jobdir, env=rig.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    rig.own.append(jobs)
+    pid_file.write_text(str(server.pid))
+    out, err = jobs.communicate(timeout=2 * DEADLINE_S)
+    assert jobs.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["failed"] > 1 and not result["server_alive"], result
+    assert server.wait(timeout=DEADLINE_S) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (8) Stopping the server, and a server that ends a connection before taking its job
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_stopping_the_server_stops_its_jobs(rig):
+    job, where, _, final, release = _start_slow_write(rig)
+    (server,) = rig.servers()
+    os.kill(server, signal.SIGTERM)  # as systemd, a cluster's epilogue or an operator stops it
+    wait_for(lambda: not alive(where["pid"]) and not alive(where["helper"]),
+             "the job and the process it started to be stopped", timeout=30)
+    release.touch()
+    assert job.wait() == 1
+    assert "probe: the warm job server stopped during the job" in job.stderr
+    wait_for(lambda: not alive(server), "the server to exit")
+    assert not final.exists() and not rig.sockets()
+
+
+def test_a_connection_the_server_ends_before_taking_the_job_falls_back(rig):
+    """What a job meets when it reaches a server in the moment it exits (idle, stopped, or its checkout
+    gone): the connection ends before the job is taken. Nothing ran, so the job runs in a fresh interpreter."""
+    path = rig.socket_path()
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as exiting:
+        exiting.bind(str(path))
+        exiting.listen()
+        job = _start_write_job(rig, "job")
+        conn, _ = exiting.accept()
+        with conn:  # the whole request arrives, then the connection ends without an answer
+            head, fds, _, _ = socket.recv_fds(conn, 8, 2)
+            for fd in fds:
+                os.close(fd)
+            size, body = int.from_bytes(head, "big"), b""
+            while len(body) < size:
+                body += conn.recv(size - len(body))
+    assert job.wait() == 0, job.stderr
+    assert [line for line in job.stderr.splitlines() if "running in a process of its own" in line]
+    assert read_json(rig.jobdir / "out" / "job.where.json")["ppid"] == job.proc.pid
+    assert read_json(rig.jobdir / "out" / "job.json")["input"] == "input text\n"
+
+
+def _start_write_job(rig: Rig, name: str, **env: str) -> Client:
+    (rig.jobdir / "in.txt").write_text("input text\n", encoding="utf-8")
+    return rig.start(name, {"mode": "write", "numbers": [1]}, input={"data": "in.txt"},
+                     output={"result": f"out/{name}.json", "where": f"out/{name}.where.json"},
+                     wildcards={"name": name, "date": "2025-06-01"}, **env)
+
+
+def test_a_runtime_folder_that_does_not_exist_costs_only_the_warm_start(rig):
+    """An XDG_RUNTIME_DIR exported from a cluster's login node need not exist on the node that runs the job."""
+    job = write_job(rig, "job", XDG_RUNTIME_DIR=str(rig.runtime / "run" / "user" / "4242"))
+    assert job.proc.returncode == 0, job.stderr
+    assert len([line for line in job.stderr.splitlines() if "running in a process of its own" in line]) == 1
+    assert read_json(rig.jobdir / "out" / "job.where.json")["ppid"] == job.proc.pid
+    assert not rig.servers()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (9) A served job's process has the job's umask and time zone
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_served_job_takes_the_jobs_umask_and_time_zone(rig):
+    # A POSIX TZ rule, so that no time zone database is needed: UTC+05:30, abbreviated XST.
+    first = rig.run("first", {"mode": "process"}, output={"result": "out/first.json"}, umask=0o022, TZ="UTC")
+    assert first.proc.returncode == 0, first.stderr
+    (server,) = rig.servers()
+    results = {}
+    for name, env in (("cold", {"SENSORCHARTS_WARM": "0"}), ("warm", {})):
+        job = rig.run(name, {"mode": "process"}, output={"result": f"out/{name}.json"}, umask=0o027,
+                      TZ="XST-5:30", **env)
+        assert job.proc.returncode == 0, job.stderr
+        results[name] = read_json(rig.jobdir / "out" / f"{name}.json")
+    assert results["warm"]["ppid"] == server
+    for result in results.values():
+        assert (result["umask"], result["made_mode"]) == (0o027, 0o640)
+        assert (result["utcoffset"], result["tzname"][0]) == ("+0530", "XST")
+    first = read_json(rig.jobdir / "out" / "first.json")
+    assert (first["umask"], first["utcoffset"]) == (0o022, "+0000")

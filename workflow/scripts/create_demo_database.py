@@ -1,6 +1,6 @@
 """Create the synthetic demo SQLite database (see sensorcharts.demo)."""
 
-from sensorcharts.jobs import log
+from sensorcharts import log
 
 
 def main(snakemake):

@@ -1,6 +1,6 @@
 """Extract one local day of readings from the database to Parquet, then its hourly and daily tables."""
 
-from sensorcharts.jobs import log
+from sensorcharts import log
 
 
 def main(snakemake):

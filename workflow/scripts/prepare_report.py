@@ -1,7 +1,6 @@
 """The report's own pages for the requested days: chart labels, statistics tables, receipts, chart links."""
 
-from sensorcharts import atomic
-from sensorcharts.jobs import log
+from sensorcharts import atomic, log
 
 
 def main(snakemake):

@@ -3,7 +3,7 @@ record of the run under results/kv/ and counters under results/metrics/."""
 
 import sys
 
-from sensorcharts.jobs import log
+from sensorcharts import log
 
 
 def main(snakemake):

@@ -3,7 +3,7 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from sensorcharts.jobs import log, write_json_atomic
+from sensorcharts import atomic, log
 
 HOURLY_COLUMNS = ["sensor", "local_date", "hour", "count", "mean"]  # what the heatmaps use
 
@@ -29,5 +29,5 @@ def main(snakemake):
         sensors_from_config(snakemake.params.sensors),
         paths,
     )
-    write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
+    atomic.write_json(snakemake.output.metadata, [asdict(m) for m in metas])
     log.info("%s: %d cumulative images over %d days", day, len(metas), snakemake.params.window)

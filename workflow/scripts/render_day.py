@@ -3,7 +3,7 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from sensorcharts.jobs import log, write_json_atomic
+from sensorcharts import atomic, log
 
 
 def main(snakemake):
@@ -23,5 +23,5 @@ def main(snakemake):
         daily,
         hourly,
     )
-    write_json_atomic([asdict(m) for m in metas], snakemake.output.metadata)
+    atomic.write_json(snakemake.output.metadata, [asdict(m) for m in metas])
     log.info("%s: %d images", day, len(metas))

@@ -1,6 +1,6 @@
 """Upload a day's charts in the cron window to IPFS through Pinata, one by one, and write their receipts."""
 
-from sensorcharts.jobs import log
+from sensorcharts import log
 
 
 def main(snakemake):

@@ -1,6 +1,6 @@
 """Upload a finished day's charts to IPFS through Pinata as one folder, and write their receipts."""
 
-from sensorcharts.jobs import log
+from sensorcharts import log
 
 
 def main(snakemake):

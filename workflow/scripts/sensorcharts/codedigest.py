@@ -24,8 +24,9 @@ import os
 import re
 
 PACKAGE = "sensorcharts"
-# Modules that run jobs rather than compute their outputs (sensorcharts.jobs, sensorcharts.warm).
-RUNNER = frozenset({f"{PACKAGE}.jobs", f"{PACKAGE}.warm"})
+# Modules that run jobs rather than compute their outputs: the rules' side (jobs), the job's process
+# (jobprocess) and the warm server's two ends (warm, warmserver).
+RUNNER = frozenset(f"{PACKAGE}.{m}" for m in ("jobs", "jobprocess", "warm", "warmserver"))
 
 
 # Where an import statement that may name a package module begins: at the start of a line (ruff's E701 and

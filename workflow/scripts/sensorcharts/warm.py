@@ -3,57 +3,55 @@
 A fresh interpreter spends 0.4–0.9 s importing before a job does any work; a render job of a whole day
 takes ~5 s, the other jobs well under a second of real work. Here a rule's ``run:`` block (jobs.run_step,
 in Snakemake's process, which imports only this light module) sends its job to a server that imported
-everything once, and the server forks one child per job. The child is a separate process, as a job would
-be: it gets the job's working directory, environment, stdout and stderr (passed as file descriptors over
-the Unix socket), runs the workflow script's ``main`` and exits with its status, which the job takes.
+everything once (warmserver.py), and the server forks one child per job. The child is a separate process,
+as a job would be: it gets the job's working directory, environment, stdout and stderr (passed as file
+descriptors over the Unix socket), runs the workflow script's ``main`` and exits with its status, which the
+job takes. This module is the jobs' side: where the server is, starting it, and handing it a job.
 
-* One server per machine user and code version: the socket name holds a digest of this package and the
-  Python executable, so changed code starts a new server and the old one exits once idle (``IDLE_EXIT_S``).
+* One server per machine user, Python, checkout and code version: the socket's name holds a digest of the
+  Python executable, where the workflow's scripts are and what they hold, and the names and versions of the
+  installed distributions. Changed code, another clone or upgraded libraries start a new server; the old one
+  exits once idle (``IDLE_EXIT_S``), where only a job that succeeds counts as activity, so that a server
+  failing every job goes away too. A server whose scripts folder is deleted or replaced takes no more jobs.
+* Only this user's: the socket, start lock and error file are in the user's private runtime folder, and
+  both ends check the other's uid before anything passes (sameuser.py; docs/security.md).
 * A job whose waiting end goes away (kill -9 of Snakemake, a cancelled cluster job, a run interrupted with
   Ctrl-C) closes its connection; the server then kills the job's child at once, so nothing keeps writing
-  behind a new run's back.
+  behind a new run's back. Stopping the server (SIGTERM) kills its running jobs too.
+* A job is the server's once its child says so (one byte, sent before the job starts). A connection that
+  ends before that ran nothing (the server was exiting, idle or stopped), so the job runs in a fresh
+  interpreter, as it does when no server can be started or reached (any OSError: a runtime folder that is
+  missing or not private, say; the server's own errors go to ``<socket>.err``). Either costs only the warm
+  start, and says so in one line.
+* The child takes the job's working directory, environment (with its time zone), umask, stdout and stderr.
 * The server never runs a job itself and starts no threads of its own (pyarrow's allocator may keep a
-  background thread, which holds no lock a child needs), so forking it is safe; it exits when idle.
-* A server that cannot start or be reached (its errors go to ``<socket>.err``) costs nothing but the warm
-  start: the job runs in a fresh interpreter and says so in one line.
+  background thread, which holds no lock a child needs), so forking it is safe.
 * ``SENSORCHARTS_WARM=0`` runs every job in a fresh interpreter instead (``python -m sensorcharts.jobs``).
-* The socket name does not cover installed libraries: after upgrading pandas or matplotlib, jobs are served
-  by the old server until it idles out (``IDLE_EXIT_S``) unless it is stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import importlib
 import json
 import os
-import selectors
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-IDLE_EXIT_S = 300.0
+from . import sameuser
+
 START_TIMEOUT_S = 60.0
-RECEIVE_TIMEOUT_S = 10.0
 PACKAGE = Path(__file__).resolve().parent
 SCRIPTS = PACKAGE.parent
-# What jobs import, loaded once by the server: the modules the workflow scripts' mains use (each script
-# imports them inside main, so the child's import of the script itself is cheap).
-PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2", "requests",
-           # Imported on first use (a dialect by the first engine, pyarrow.dataset by the first read_table):
-           # 0.2 s of every extract job when left to the job.
-           "sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite", "psycopg2.extras",
-           "pyarrow.dataset", "pyarrow.pandas_compat",
-           "sensorcharts.charts", "sensorcharts.tables", "sensorcharts.database", "sensorcharts.fingerprints",
-           "sensorcharts.uploads", "sensorcharts.indexing", "sensorcharts.cid", "sensorcharts.demo",
-           "sensorcharts.settings")
+# The protocol: a request's length, then the request (JSON) with the job's stdout and stderr as file
+# descriptors; TAKEN from the job's child; the job's exit status.
 HEADER = struct.Struct("!Q")
 STATUS = struct.Struct("!i")
+TAKEN = b"\x01"  # sent by a job's child before the job starts: from then on the job is the server's
 
 
 def enabled() -> bool:
@@ -61,12 +59,31 @@ def enabled() -> bool:
 
 
 def socket_path() -> str:
-    """A short path (Unix sockets allow ~100 bytes) naming this user, Python and code version."""
-    digest = hashlib.sha256(sys.executable.encode())
+    """This code's socket, in the user's private runtime folder. Its name (short: Unix socket paths are
+    limited to ~100 bytes) is a digest of Python, the scripts' folder and sources, and the installed
+    distributions."""
+    digest = hashlib.sha256("\0".join([sys.executable, str(SCRIPTS), installed_distributions()]).encode())
     for source in sorted(PACKAGE.glob("*.py")) + sorted(SCRIPTS.glob("*.py")):
         digest.update(source.name.encode() + source.read_bytes())
-    folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return os.path.join(folder, f"sensorcharts-{os.getuid()}-{digest.hexdigest()[:16]}.sock")
+    return os.path.join(sameuser.folder_path(), f"{digest.hexdigest()[:16]}.sock")
+
+
+@functools.cache
+def installed_distributions() -> str:
+    """The distributions importable here, by name and version: the ``<name>-<version>.dist-info`` (and
+    ``.egg-info``) entries of sys.path's folders, which is where importlib.metadata finds them. Once per
+    process, since an upgrade matters to the next run: listing the folders is cheap, reading every
+    distribution's metadata is not."""
+    found = set()
+    for entry in sys.path:
+        if not os.path.isabs(entry):
+            continue
+        try:
+            with os.scandir(entry) as listing:
+                found.update(item.name for item in listing if item.name.endswith((".dist-info", ".egg-info")))
+        except OSError:  # a zip file, a folder that is not there
+            continue
+    return "\n".join(sorted(found))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -75,20 +92,25 @@ def socket_path() -> str:
 
 
 class Unavailable(Exception):
-    """No warm server could take the job (it could not start, or it was exiting): run it in a fresh interpreter."""
+    """No warm server of this user took the job, and nothing ran: run it in a fresh interpreter."""
 
 
 def _connect(path: str) -> socket.socket | None:
+    """A connection to the server at ``path``, whose process is this user's; None when nobody listens."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
-        return conn
+        uid = sameuser.peer_uid(conn)
     except (FileNotFoundError, ConnectionRefusedError):
         conn.close()
         return None
     except OSError as exc:  # e.g. a socket path longer than the system allows
         conn.close()
         raise Unavailable(f"cannot reach {path}: {exc}") from None
+    if uid != os.geteuid():
+        conn.close()
+        raise Unavailable(f"{path} is served by uid {uid}, not by this user; nothing was sent to it")
+    return conn
 
 
 def scripts_env(env: dict) -> dict:
@@ -96,43 +118,65 @@ def scripts_env(env: dict) -> dict:
     return dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), env.get("PYTHONPATH")])))
 
 
-def _spawn(path: str, lock_fd: int | None = None) -> subprocess.Popen:
-    """Start a server for ``path`` in a session of its own; it closes ``lock_fd`` once it listens."""
+def _spawn(path: str, folder: int, lock: int | None = None) -> subprocess.Popen:
+    """Start a server for ``path`` (in open private folder ``folder``) in a session of its own; it closes
+    ``lock`` once it listens."""
     env = scripts_env(os.environ)
     # The server's own errors (say, a failing import) go to a file next to its socket, owner only.
-    errors = os.open(path + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    extra = [] if lock_fd is None else [str(lock_fd)]
+    errors = sameuser.open_file(folder, os.path.basename(path) + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    extra = [] if lock is None else [str(lock)]
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "sensorcharts.warm", path, *extra], cwd="/", env=env, start_new_session=True,
+            [sys.executable, "-m", "sensorcharts.warmserver", path, *extra], cwd="/", env=env, start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, close_fds=True,
-            pass_fds=() if lock_fd is None else (lock_fd,),
+            pass_fds=() if lock is None else (lock,),
         )
     finally:
         os.close(errors)
+
+
+def _open_lock(folder: int, path: str) -> int:
+    """The start lock beside ``path``: held by whoever starts a server until it listens."""
+    return sameuser.open_file(folder, os.path.basename(path) + ".lock", os.O_WRONLY | os.O_CREAT)
+
+
+def remove_socket(folder: int, name: str, inode: int | None = None) -> None:
+    """Remove socket ``name`` of ``folder``: one left by a server that died, or (``inode``) this server's
+    own, unless another server has bound the name since."""
+    try:
+        if inode is None or os.stat(name, dir_fd=folder, follow_symlinks=False).st_ino == inode:
+            os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
 
 
 def _start_server(path: str) -> socket.socket:
     """Connect, starting the server first if none answers (one starter at a time, under a lock)."""
     import fcntl
 
-    conn = _connect(path)
-    if conn:
-        return conn
-    with open(path + ".lock", "a") as lock:
-        # Held by whoever starts a server until it listens (start_early hands it to the server itself).
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = sameuser.open_folder(os.path.dirname(path))
+    try:
         conn = _connect(path)
         if conn:
             return conn
-        Path(path).unlink(missing_ok=True)  # a socket left by a server that died
-        server = _spawn(path)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline and server.poll() is None:
+        lock = _open_lock(folder, path)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             conn = _connect(path)
             if conn:
                 return conn
-            time.sleep(0.02)
+            remove_socket(folder, os.path.basename(path))
+            server = _spawn(path, folder)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline and server.poll() is None:
+                conn = _connect(path)
+                if conn:
+                    return conn
+                time.sleep(0.02)
+        finally:
+            os.close(lock)
+    finally:
+        os.close(folder)
     raise Unavailable(f"the warm job server did not start (its errors, if any: {path}.err)")
 
 
@@ -146,212 +190,92 @@ def start_early() -> None:
     """
     import fcntl
 
-    path = socket_path()
     try:
-        conn = _connect(path)
-        if conn:
-            conn.close()
-            return
-        fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    except (Unavailable, OSError):
+        path = socket_path()
+        folder = sameuser.open_folder(os.path.dirname(path))
+    except OSError:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         conn = _connect(path)
         if conn:
             conn.close()
             return
-        Path(path).unlink(missing_ok=True)
-        _spawn(path, lock_fd=fd)
+        lock = _open_lock(folder, path)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            conn = _connect(path)
+            if conn:
+                conn.close()
+                return
+            remove_socket(folder, os.path.basename(path))
+            _spawn(path, folder, lock)
+        finally:
+            os.close(lock)  # the server's copy of the descriptor keeps the lock until it listens
     except (Unavailable, OSError):  # BlockingIOError: another process is starting one
         return
     finally:
-        os.close(fd)  # the server's copy of the descriptor keeps the lock until it listens
+        os.close(folder)
 
 
-def call(request: dict, abandoned=lambda: False) -> int:
+def call(request: dict, abandoned=lambda: False, poll_s: float = 0.25) -> int:
     """Run a job (see jobs.run_step for ``request``) in a child of the warm server; return its exit status.
 
-    While it waits, ``abandoned()`` is asked every jobs.POLL_S seconds whether to give up: closing the
-    connection makes the server kill the job's process group at once.
+    Raises Unavailable, with nothing run, when no server of this user takes the job. While it waits,
+    ``abandoned()`` is asked every ``poll_s`` seconds whether to give up: closing the connection makes the
+    server kill the job's process group at once.
     """
-    from .jobs import POLL_S
-
-    payload = json.dumps(request).encode()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    conn = _start_server(socket_path())
+    try:
+        payload = json.dumps(dict(request, umask=_umask())).encode()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn = _start_server(socket_path())
+    except OSError as exc:  # a runtime folder that is missing or not private, a source that cannot be read, …
+        raise Unavailable(f"no warm job server: {exc}") from None
     with conn:
         try:
             socket.send_fds(conn, [HEADER.pack(len(payload))], [1, 2])
             conn.sendall(payload)
-        except (ConnectionResetError, BrokenPipeError) as exc:  # the server was exiting, idle: nothing ran
+            taken = _read(conn, len(TAKEN), abandoned, poll_s)
+        except OSError as exc:  # the server was exiting: nothing ran
             raise Unavailable(f"the warm job server closed the connection: {exc}") from None
-        conn.settimeout(POLL_S)
-        answer = b""
-        while len(answer) < STATUS.size:
-            try:
-                chunk = conn.recv(STATUS.size - len(answer))
-            except TimeoutError:
-                if abandoned():
-                    return 1
-                continue
-            if not chunk:
-                print(f"{request['job']['rule']}: the warm job server stopped during the job", file=sys.stderr)
-                return 1
-            answer += chunk
+        if taken is not None and taken != TAKEN:
+            raise Unavailable("the warm job server closed the connection before taking the job")
+        try:
+            answer = taken and _read(conn, STATUS.size, abandoned, poll_s)
+        except OSError:
+            answer = b""
+    if answer is None:  # abandoned: closing the connection ended the job
+        return 1
+    if len(answer) < STATUS.size:
+        print(f"{request['job']['rule']}: the warm job server stopped during the job", file=sys.stderr)
+        return 1
     return STATUS.unpack(answer)[0]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The server's side
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _run_child(request: dict, fds: list[int]) -> int:
-    """In the forked child: become the job, run it, return its exit status."""
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
-    os.dup2(fds[0], 1)
-    os.dup2(fds[1], 2)
-    for fd in fds:
-        os.close(fd)
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    from .jobs import Job, run_main
-
-    return run_main(Job(request["job"]), request["script"])
-
-
-def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
-    """A client's request and its stdout/stderr; raises ConnectionError on anything short or malformed."""
-    conn.settimeout(RECEIVE_TIMEOUT_S)  # a client that connects and sends nothing must not stall the server
-    head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 2)
-    if len(head) != HEADER.size or len(fds) != 2:
-        for fd in fds:
-            os.close(fd)
-        raise ConnectionError("incomplete request")
-    (size,) = HEADER.unpack(head)
-    body = bytearray()
-    while len(body) < size:
-        chunk = conn.recv(min(1 << 20, size - len(body)))
+def _read(conn: socket.socket, size: int, abandoned, poll_s: float) -> bytes | None:
+    """``size`` bytes from ``conn`` (fewer if it closes first), or None once ``abandoned()`` while waiting."""
+    conn.settimeout(poll_s)
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = conn.recv(size - len(data))
+        except TimeoutError:
+            if abandoned():
+                return None
+            continue
         if not chunk:
-            raise ConnectionError("client went away")
-        body += chunk
-    conn.settimeout(None)
-    return json.loads(body), list(fds)
+            break
+        data += chunk
+    return data
 
 
-def preload() -> None:
-    """What the server does once, so that its children need not: import what jobs use, and draw once, so
-    that every child starts with the figures built and matplotlib's font and text caches filled, as the
-    second chart of a long-lived process does (~25 ms a job)."""
-    for module in PRELOAD:
-        importlib.import_module(module)
-    from .charts import warm_up
-
-    warm_up()
-
-
-def serve(path: str, lock_fd: int | None = None) -> None:
-    """Serve jobs on ``path`` until idle; ``lock_fd``, the start lock handed over by start_early, is closed
-    (released) once the socket listens."""
-    preload()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # the socket carries environments (secrets): owner only
+def _umask() -> int | None:
+    """This process's umask, read without setting it (os.umask would change it for every thread)."""
     try:
-        listener.bind(path)
-    finally:
-        os.umask(old_umask)
-    listener.listen(64)
-    if lock_fd is not None:
-        os.close(lock_fd)
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    # A finished child wakes the loop at once (SIGCHLD through a wake-up pipe), so its client, and the
-    # Snakemake job waiting on it, learn its status without waiting for a polling interval.
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    selector.register(wake_r, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}
-    last_active = time.monotonic()
-    try:
-        while children or time.monotonic() - last_active < IDLE_EXIT_S:
-            for key, _ in selector.select(timeout=1.0):
-                if key.fileobj == wake_r:
-                    try:  # one byte per signal; any left over wakes the next select
-                        os.read(wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                elif key.fileobj is listener:
-                    conn, _ = listener.accept()
-                    try:
-                        request, fds = _receive(conn)
-                    except (OSError, ValueError):  # ConnectionError, timeouts and bad JSON included
-                        conn.close()
-                        continue
-                    pid = os.fork()
-                    if pid == 0:  # the job
-                        status = 1
-                        try:
-                            signal.set_wakeup_fd(-1)
-                            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the job's own subprocesses
-                            for other in [listener, conn, *children.values()]:
-                                other.close()
-                            selector.close()
-                            os.close(wake_r)
-                            os.close(wake_w)
-                            status = _run_child(request, fds)
-                        except SystemExit as exc:  # sys.exit(n) in a job: status n, as in-process
-                            code = exc.code
-                            status = code if isinstance(code, int) else 0 if code is None else 1
-                            if not isinstance(code, (int, type(None))):
-                                print(code, file=sys.stderr)
-                        finally:
-                            sys.stdout.flush()
-                            sys.stderr.flush()
-                            os._exit(status)
-                    try:
-                        os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
-                    except OSError:
-                        pass
-                    for fd in fds:
-                        os.close(fd)
-                    children[pid] = conn
-                    selector.register(conn, selectors.EVENT_READ, pid)
-                else:  # a job's connection is readable only when its client is gone: stop the job
-                    selector.unregister(key.fileobj)
-                    try:
-                        os.killpg(key.data, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            while children:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
-                conn = children.pop(pid, None)
-                if conn is None:
-                    continue
-                try:
-                    selector.unregister(conn)
-                except KeyError:
-                    pass  # its client is gone already
-                try:
-                    conn.sendall(STATUS.pack(os.waitstatus_to_exitcode(status)))
-                except OSError:
-                    pass
-                conn.close()
-                last_active = time.monotonic()
-    finally:
-        Path(path).unlink(missing_ok=True)
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal that started a job is not for us
-    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:  # not Linux: the job gets the server's
+        pass
+    return None
