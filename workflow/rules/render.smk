@@ -1,3 +1,6 @@
+# The package modules that draw charts (sensorcharts/charts.py and what it builds on).
+CHART_MODULES = ("charts", "chartcache", "linechart", "heatmap", "chartbase", "aggcanvas", "png", "tables")
+
 # A day's daily and hourly images of every sensor come from one job (starting Python costs more than a
 # chart); one rule per set of hour labels (see DAY_KINDS in common.smk).
 for kind, (labels, date_re) in DAY_KINDS.items():
@@ -14,7 +17,7 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         wildcard_constraints:
             date=date_re,
         params:
-            code=code_digest("render_day", "charts", "tables"),
+            code=code_digest("render_day", *CHART_MODULES),
             timezone=config["timezone"],
             sensors=config["sensors"],
         log:
@@ -34,7 +37,7 @@ rule render_cumulative:
         images=chart_outputs(charts(())["cumulative"]),
         metadata="results/metadata/cumulative/{date}.json",
     params:
-        code=code_digest("render_cumulative", "charts"),
+        code=code_digest("render_cumulative", *CHART_MODULES),
         timezone=config["timezone"],
         sensors=config["sensors"],
         window=config["cumulative_days"],
