@@ -96,4 +96,4 @@ class Heatmap:
     def render(self, meta: ChartMeta) -> bytes:
         """The heatmap as ``draw`` left it, as PNG bytes."""
         self.layers.draw(self.axes_shown)
-        return png_bytes(self.figure, meta, drawn=True)
+        return png_bytes(self.figure, meta)

@@ -197,7 +197,7 @@ class LineChart:
     def render(self, meta: ChartMeta) -> bytes:
         """The chart as ``draw`` left it, as PNG bytes."""
         self.layers.draw(self.time_axis)
-        return png_bytes(self.figure, meta, drawn=True)
+        return png_bytes(self.figure, meta)
 
 
 # ---------------------------------------------------------------------------------------------------------
