@@ -113,13 +113,12 @@ class ChartCache:
             return None
 
     def put(self, key: str, chart: str | os.PathLike) -> None:
-        """Keep ``chart``'s bytes under ``key`` (the chart was just written whole)."""
+        """Keep ``chart``'s bytes under ``key`` (the chart was just written whole): a hard link to it, so that
+        the kept bytes take no room of their own while the chart exists (a copied chart is a new file: its
+        old bytes are let go)."""
         self.made.add(key)
-        target = self.folder / f"{key}.png"
-        if target.exists():
-            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic.replacing(target) as tmp:
+        with atomic.replacing(self.folder / f"{key}.png") as tmp:
             try:
                 os.link(chart, tmp)
             except OSError:  # no hard links here (another file system, or not supported)
