@@ -18,12 +18,18 @@ with ``--cores 2``, in temporary working directories, with no publishing setting
   floor       the backfill's charts drawn again by ``render_day``/``render_cumulative`` in 2 long-lived
               processes (multiprocessing, spawn) from data loaded into memory beforehand; timed from both
               workers passing a barrier to both finishing. Backfill and floor alternate, 2 [1] rounds
-              (B F B F), and each figure is its round's best: the machine's speed drifts within minutes
+              (B F B F), and each figure is its round's best: the machine's speed drifts within minutes.
+              Also the workers' CPU time per chart (drawing, PNG, metadata)
+  WeeWX peer  bench/weewx_peer.py right after the 10 [2] day backfill, on the same days and readings: the
+              peer's hourly and daily charts, one `weectl report run` per period, 2 lanes. Only when
+              WeeWX 5 is installed (SENSORCHARTS_WEECTL or weectl on PATH); otherwise it says why it skipped
   start-up    a bare Snakemake: ``snakemake -n`` of a workflow of one rule with nothing to do, in a temporary
               folder; median of 5 [3] runs. The cron figures are also given as ratios to it, which travel
               from machine to machine better than seconds do
   cron/no-op  bench/cron_history.py's measurement (``latest`` after one new hour; ``latest`` with nothing
               new) with 7 and 365 [3 and 10] days of history; median of 3 [1] runs
+  steady cron bench/cron_steady.py: ``latest`` after one 5-minute slice at 23:00 local vs a no-op (7 days of
+              history), alternating, median of 3 [1]; and the charts each steady run drew (their metadata)
   DAG         ``snakemake -n -q`` of a 365 [30] day backfill with results/ empty, on the long history
   extract     bench/extract_methods.py's measurement: one day of 5,000,000 [200,000] rows to Parquet by
               the project's ``extract_day`` vs ``COPY (same query) TO STDOUT`` into /dev/null; median of 3 [1]
@@ -324,14 +330,15 @@ def floor_worker(index: int, days: list[str], results: str, out: str, config: di
             work.append((day, frame, daily, hourly_paths, window, cumulative))
         barrier.wait()
         t0 = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
+        cpu0 = time.process_time()
         charts = 0
         for day, frame, daily, hourly_paths, window, cumulative in work:
             charts += len(render_day(frame, day, plan.tz, sensors, daily, hourly_paths))
             charts += len(render_cumulative(window, day, plan.tz, plan.window, sensors, cumulative))
-        queue.put((index, t0, time.monotonic(), charts, None))
+        queue.put((index, t0, time.monotonic(), charts, None, time.process_time() - cpu0))
     except BaseException as exc:  # noqa: BLE001  (reported by the parent)
         barrier.abort()
-        queue.put((index, None, None, 0, repr(exc)))
+        queue.put((index, None, None, 0, repr(exc), None))
 
 
 def floor(b: dict, out: Path) -> dict:
@@ -354,7 +361,8 @@ def floor(b: dict, out: Path) -> dict:
     theirs = {p.relative_to(b["wd"] / "results"): p for p in chart_files(b["wd"] / "results")}
     identical = sum(1 for k, v in ours.items() if k in theirs and theirs[k].read_bytes() == v)
     return {"floor_wall_s": max(d[2] for d in done) - min(d[1] for d in done), "floor_charts": charts,
-            "identical": identical, "per_worker_s": [round(d[2] - d[1], 2) for d in sorted(done)]}
+            "floor_cpu_s": sum(d[5] for d in done), "identical": identical,
+            "per_worker_s": [round(d[2] - d[1], 2) for d in sorted(done)]}
 
 
 # --- a bare Snakemake start-up: the yardstick of the cron figures -----------------------------------
@@ -395,6 +403,49 @@ def dag_dryrun(root: Path, days: int):
         return {"dag_s": seconds, "dag_jobs": jobs, "dag_days": days}
 
     return measure
+
+
+# --- the steady cron run (bench/cron_steady.py) and the peer (bench/weewx_peer.py) ---------------------
+
+
+def steady_cron(admin_url: str, root: Path, xdg: Path, repeats: int) -> dict:
+    import cron_steady
+
+    say(f"steady cron: `latest` after one 5-minute slice at 23:00 local vs a no-op, x{repeats}")
+    with private_runtime(xdg / "steady") as runtime:
+        r = cron_steady.bench_steady(admin_url, root, repeats)
+    stopped(runtime)
+    say(f"steady cron: no-op {r['noop']:.2f} s, steady {r['steady']:.2f} s, charts drawn {r['steady_drawn']}"
+        f" of {r['charts_today']}")
+    return r
+
+
+def steady_figures(r: dict) -> dict:
+    return {"steady_wall_s": r["steady"], "noop_wall_s_steady": r["noop"], "steady_to_noop": r["steady"] / r["noop"],
+            "steady_charts_drawn": max(r["steady_drawn"])}
+
+
+def weewx_beside(root: Path, days: int) -> dict:
+    """WeeWX charting the same days right after the backfill of them, when weectl is to be had."""
+    import weewx_peer
+
+    weectl, why = weewx_peer.find_weectl()
+    if weectl is None:
+        say(f"WeeWX peer: skipped ({why})")
+        return {"skipped": why}
+    say(f"WeeWX peer: {days} days, one `weectl report run` per hour and per day, {weewx_peer.LANES} lanes")
+    (root / "weewx").mkdir()
+    r = weewx_peer.measure(weectl, root / "weewx", BACKFILL_FIRST, days)
+    say(f"WeeWX peer: {r['weewx_wall_s']:.1f} s, {r['weewx_charts']} charts (WeeWX {r['weewx_version']})")
+    return r
+
+
+def weewx_figures(peer: dict, b_short: dict) -> dict:
+    if "skipped" in peer:
+        return {}
+    days = b_short["days"]
+    return {f"weewx_wall_s_{days}d": peer["weewx_wall_s"], f"weewx_charts_{days}d": peer["weewx_charts"],
+            f"backfill_to_weewx_{days}d": b_short["wall_s"] / peer["weewx_wall_s"]}
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -488,6 +539,7 @@ def main() -> None:
                     b_short = backfill(url, root / f"backfill_{m}d", m, check_noop=False)
                 stopped(runtime)
                 say(f"backfill: {b_short['wall_s']:.1f} s, {b_short['charts']} charts")
+                peer = weewx_beside(root, m)
 
             say(f"start-up: a bare snakemake -n, x{p['startup_repeats']}")
             startup_runs = bare_startup(root / "bare", p["startup_repeats"])
@@ -514,6 +566,7 @@ def main() -> None:
             stopped(runtime)
             say(f"publishing: {pub['kv_writes_per_day_projected']} KV writes a day (projected),"
                 f" pinned/live {pub['pinned_to_live']:.2f}, backfill {pub['backfill_upload_requests']} upload requests")
+            steady = steady_cron(admin_url, root, xdg, p["cron_repeats"])
 
             say(f"extract: {p['extract_rows']:,} rows, extract_day vs COPY to /dev/null, x{p['extract_repeats']}")
             (root / "extract").mkdir()
@@ -531,6 +584,7 @@ def main() -> None:
     figures["charts"] = b["charts"]
     figures["floor_wall_s"] = f["floor_wall_s"]
     figures["backfill_to_floor"] = b["wall_s"] / f["floor_wall_s"]
+    figures["floor_cpu_ms_per_chart"] = 1000 * f["floor_cpu_s"] / f["floor_charts"]
     figures["backfill_wall_s_rounds"] = [round(r["wall_s"], 1) for r in backfills]
     figures["floor_wall_s_rounds"] = [round(r["floor_wall_s"], 1) for r in floors]
     figures.update(c)
@@ -557,12 +611,16 @@ def main() -> None:
     figures[f"backfill_wall_s_{b['days']}d"] = b["wall_s"]
     figures["backfill_linearity"] = (b["wall_s"] / b_short["wall_s"]) / (b["days"] / b_short["days"])
     figures[f"dag_dryrun_{long_['dag_days']}d_s"] = long_["dag_s"]
+    figures.update(steady_figures(steady))
+    figures.update(weewx_figures(peer, b_short))
 
     figures.update({k: v for k, v in pub.items() if k in publishing.FIGURES})
     # The cron targets are ratios to the bare start-up: seconds drift with the machine and its load.
     targets = {
         **publishing.TARGETS,
-        "backfill_to_floor": ("<=", 1.3), "chart_to_naive": ("<=", 0.5), "dense_to_minute": ("<=", 2.0),
+        "backfill_to_floor": ("<=", 1.2), "floor_cpu_ms_per_chart": ("<=", 35.0), "steady_to_noop": ("<=", 1.5),
+        "steady_charts_drawn": ("<=", 12), f"backfill_to_weewx_{b_short['days']}d": ("<=", 0.5),
+        "chart_to_naive": ("<=", 0.5), "dense_to_minute": ("<=", 2.0),
         f"update_to_startup_{ld}d": ("<=", UPDATE_TO_STARTUP), "update_history_ratio": ("<=", 1.2),
         f"noop_to_startup_{sd}d": ("<=", NOOP_TO_STARTUP), f"noop_to_startup_{ld}d": ("<=", NOOP_TO_STARTUP),
         "extract_to_copy": (">=", 0.5), "extract_peak_rss_mb": ("<=", 1024.0),
@@ -585,6 +643,9 @@ def main() -> None:
         f"floor: {f['identical']}/{f['floor_charts']} charts byte-identical to the backfill's;"
         f" backfill per chart {1000 * b['wall_s'] * CORES / b['charts']:.0f} ms-core,"
         f" floor {1000 * f['floor_wall_s'] * CORES / b['charts']:.0f} ms-core",
+        "WeeWX peer: " + (f"skipped ({peer['skipped']})" if "skipped" in peer else
+                          f"WeeWX {peer['weewx_version']}, {peer['weewx_report_runs']} report runs in"
+                          f" {peer['weewx_lanes']} lanes, right after the {b_short['days']}-day backfill"),
     ]
     report(figures, targets, header)
     out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -10,24 +13,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import utc
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
-from sensorcharts.charts import (
-    NO_DATA,
-    Heatmap,
-    LineChart,
-    Sensor,
-    break_gaps,
-    day_ticks,
-    decimate,
-    heatmap_of,
-    hour_matrix,
-    line_chart,
-    render_cumulative,
-    render_day,
-    warm_up,
-)
+from sensorcharts import chartcache, png
+from sensorcharts.chartbase import NO_DATA, ChartMeta, Sensor
+from sensorcharts.chartcache import ChartCache
+from sensorcharts.charts import heatmap_of, line_chart, render_cumulative, render_day, warm_up
 from sensorcharts.database import readings_schema
+from sensorcharts.heatmap import Heatmap, hour_matrix, window_text
+from sensorcharts.linechart import LineChart, break_gaps, day_clock_change, day_ticks, decimate, hour_axis
 from sensorcharts.tables import aggregate
 from sensorcharts.timegrid import day_bounds, hour_slots, zone
 
@@ -219,8 +214,6 @@ def test_clock_change_is_marked_and_cleared():
 
 
 def test_clock_change_position_on_the_day_axis():
-    from sensorcharts.charts import day_clock_change
-
     # 02:00 PDT is the third hour of the day: two hours after midnight, whatever the wall clock shows next.
     assert day_clock_change(FALL, LA) == (2 * 3600.0, "clocks back: 02:00 PDT → 01:00 PST")
     assert day_clock_change(date(2025, 3, 9), LA) == (2 * 3600.0, "clocks forward: 02:00 PST → 03:00 PDT")
@@ -480,16 +473,11 @@ def test_heatmap_labels_fit_in_the_figure(rows):
 
 
 def test_window_text():
-    from sensorcharts.charts import window_text
-
     assert window_text([FALL]) == "2025-11-02"
     assert window_text([FALL, date(2025, 11, 3)]) == "2025-11-02 to 2025-11-03"
 
 
 def test_hour_axis_of_the_first_fall_back_hour_ends_at_one_pst():
-    from sensorcharts.charts import hour_axis
-    from sensorcharts.timegrid import hour_slots, zone
-
     la = zone("America/Los_Angeles")
     slots = {s.stamp: s for s in hour_slots(date(2025, 11, 2), la)}
     ticks, period = hour_axis(slots["2025-11-02T01"], la)
@@ -497,3 +485,184 @@ def test_hour_axis_of_the_first_fall_back_hour_ends_at_one_pst():
     assert period == "01:00 PDT–01:00 PST"
     ticks, period = hour_axis(slots["2025-11-02T01_2"], la)
     assert ticks[-1] == (3600.0, "02:00") and period == "01:00–02:00 PST"
+
+
+# --- drawing from caches: the pixels plain matplotlib draws ------------------------------------------------
+
+
+def plain_pixels(figure) -> np.ndarray:
+    """The figure drawn by matplotlib's own Agg canvas (no text caches, no kept backgrounds), as RGB."""
+    FigureCanvasAgg(figure)
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "RGB"
+        return np.asarray(im).copy()
+
+
+def line_chart_cases():
+    """Inputs of LineChart.draw as a day's job meets them: hours of a fall-back day (ticks, titles and y
+    ranges change from chart to chart, the x axis repeats across sensors), daily charts, no data, devices."""
+    slots = hour_slots(FALL, LA)
+    x = np.arange(0.0, 3600.0, 60.0)
+    cases = []
+    for i, slot in enumerate([*slots[:4], slots[12]]):
+        ticks, period = hour_axis(slot, LA)
+        for sensor, scale in (("Temperature (°C)", 1.0), ("Humidity (%)", 40.0)):
+            y = scale * (np.sin(x / 500.0 + i) + i)
+            cases.append(([(None, x, y)], (0.0, 3600.0), ticks, f"Local time ({slot.start.astimezone(LA):%Z})",
+                          sensor, f"{sensor} · {FALL} {period} · America/Los_Angeles", None))
+    day = np.arange(0.0, 90_000.0, 120.0)
+    daily = ((0.0, 90_000.0), day_ticks(FALL, LA), "Local time (PDT/PST)")
+    cases.append(([(None, day, np.cos(day / 9000.0))], *daily, "T (°C)", "daily", day_clock_change(FALL, LA)))
+    cases.append(([], *daily, "T (°C)", "daily, no data", day_clock_change(FALL, LA)))
+    cases.append(([("a", x, np.sin(x)), ("b", x, np.cos(x))], (0.0, 3600.0), hour_axis(slots[5], LA)[0],
+                  "Local time (PST)", "T (°C)", "two devices", None))
+    single = np.full(60, np.nan)
+    single[30] = 4.0
+    cases.append(([(None, x, single)], (0.0, 3600.0), hour_axis(slots[6], LA)[0], "Local time (PST)", "T (°C)",
+                  "one reading: a dot", None))
+    return cases
+
+
+def test_line_charts_are_pixel_for_pixel_what_plain_matplotlib_draws():
+    """LineChart.render draws text from caches and the time axis from a kept background (aggcanvas): each
+    chart, drawn after the others on one figure, must be what matplotlib's own canvas draws of it."""
+    chart = LineChart()
+    meta = ChartMeta("x.png", "temperature", "hourly", "s", 0, "", "")
+    rendered = []
+    for case in line_chart_cases():
+        chart.draw(*case)
+        rendered.append(png_pixels(chart.render(meta)))
+    for case, pixels in zip(line_chart_cases(), rendered):
+        fresh = LineChart()
+        fresh.draw(*case)
+        np.testing.assert_array_equal(pixels, plain_pixels(fresh.figure), err_msg=case[5])
+    assert len(chart.layers.regions) == 8  # the five hours' and the daily chart's x axes, kept
+
+
+def test_heatmaps_are_pixel_for_pixel_what_plain_matplotlib_draws():
+    days = [date(2025, 10, 31), date(2025, 11, 1), FALL]
+    meta = ChartMeta("x.png", "temperature", "cumulative", "s", 0, "", "")
+    matrices = [np.arange(72, dtype=float).reshape(3, 24), np.full((3, 24), np.nan)]
+    matrices.append(matrices[0].copy())
+    matrices[2][1, 2:5] = np.nan
+    heatmap = Heatmap(3)
+    rendered = []
+    for i, matrix in enumerate(matrices):
+        heatmap.draw(matrix, days, SENSORS[i % 2], f"title {i}", "Local hour (PDT/PST)")
+        rendered.append(png_pixels(heatmap.render(meta)))
+    for i, (matrix, pixels) in enumerate(zip(matrices, rendered)):
+        fresh = Heatmap(3)
+        fresh.draw(matrix, days, SENSORS[i % 2], f"title {i}", "Local hour (PDT/PST)")
+        np.testing.assert_array_equal(pixels, plain_pixels(fresh.figure))
+
+
+def test_png_holds_the_pixels_and_the_text():
+    rgba = np.random.default_rng(3).integers(0, 256, (40, 70, 4), dtype=np.uint8)
+    data = png.encode(rgba, {"sensor_type": "temperature", "Title": "x", "unit": "µ°C", "other": "ĉ €"}, 100)
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.mode, im.size) == ("RGB", (70, 40))
+        np.testing.assert_array_equal(np.asarray(im), rgba[:, :, :3])
+        assert im.text == {"sensor_type": "temperature", "Title": "x", "unit": "µ°C", "other": "ĉ €"}
+        assert im.info["dpi"] == pytest.approx((100, 100), abs=0.01)
+    assert png.encode(rgba, {"a": "b"}, 100) == png.encode(rgba.copy(), {"a": "b"}, 100)
+
+
+# --- the chart cache: unchanged charts are copied, not drawn ------------------------------------------------
+
+
+TODAY_NOON = utc(2025, 11, 2, 20)  # 12:00 PST on the fall-back day
+
+
+def today_rows(until=TODAY_NOON):
+    return [r for r in minute_rows(FALL, LA) if r[0] < until]
+
+
+def render_today(frame, root: Path, cache: ChartCache | None):
+    stamps = [s.stamp for s in hour_slots(FALL, LA, TODAY_NOON)]
+    daily, hourly = png_paths(root, FALL, ["temperature", "humidity"], stamps)
+    metas = render_day(frame, FALL, LA, SENSORS, daily, hourly, cache)
+    files = {str(Path(p).relative_to(root)): Path(p).read_bytes() for p in [*daily.values(), *hourly.values()]}
+    return {(m.sensor_type, m.stamp): m for m in metas}, files
+
+
+def test_unchanged_charts_are_copied_and_identical_to_a_fresh_draw(tmp_path):
+    cache = ChartCache.for_day("day", FALL, FALL, tmp_path / "cache")
+    frame = readings_frame(today_rows())
+    first, first_files = render_today(frame, tmp_path / "a", cache)
+    assert all(m.drawn for m in first.values()) and len(first) == 2 * (1 + 14)
+    again, again_files = render_today(frame, tmp_path / "b", ChartCache.for_day("day", FALL, FALL, tmp_path / "cache"))
+    assert not any(m.drawn for m in again.values())
+    assert again_files == first_files
+    assert {k: m.inputs_digest for k, m in again.items()} == {k: m.inputs_digest for k, m in first.items()}
+    assert [m.data_points for m in again.values()] == [m.data_points for m in first.values()]
+
+
+def test_new_readings_redraw_only_the_charts_that_show_them(tmp_path):
+    """A cron run: new readings in the current hour redraw that hour's and the daily chart of their sensor;
+    a changed reading in an earlier hour redraws that hour. Every chart's bytes are a fresh draw's."""
+    rows = today_rows()
+    render_today(readings_frame(rows), tmp_path / "before", ChartCache.for_day("day", FALL, FALL, tmp_path / "c"))
+    start_noon = utc(2025, 11, 2, 19)  # 11:00 PST: the current hour, T11
+    rows = [r for r in rows if not (r[0] >= utc(2025, 11, 2, 19, 55) and r[1] == "temperature")]  # not yet in
+    render_today(readings_frame(rows), tmp_path / "first", ChartCache.for_day("day", FALL, FALL, tmp_path / "c"))
+    new = [r for r in today_rows() if r[0] >= utc(2025, 11, 2, 19, 55) and r[1] == "temperature"]
+    changed = [(utc(2025, 11, 2, 13, 30), "humidity", 99.0)]  # 05:30 PST
+    frame = readings_frame(rows + new + changed)
+    metas, files = render_today(frame, tmp_path / "cron", ChartCache.for_day("day", FALL, FALL, tmp_path / "c"))
+    assert start_noon.astimezone(LA).strftime("%H") == "11"
+    assert {k for k, m in metas.items() if m.drawn} == {
+        ("temperature", "2025-11-02"), ("temperature", "2025-11-02T11"),
+        ("humidity", "2025-11-02"), ("humidity", "2025-11-02T05")}
+    _, fresh = render_today(frame, tmp_path / "fresh", None)
+    assert files == fresh
+
+
+def test_other_labels_are_other_charts(tmp_path):
+    frame = readings_frame(today_rows())
+    daily, _ = png_paths(tmp_path / "a", FALL, ["temperature"], [])
+    (meta,) = render_day(frame, FALL, LA, SENSORS, daily, {}, ChartCache.for_day("day", FALL, FALL, tmp_path / "c"))
+    renamed = [Sensor("temperature", "Air temperature", "°C")]
+    (other,) = render_day(frame, FALL, LA, renamed, daily, {}, ChartCache.for_day("day", FALL, FALL, tmp_path / "c"))
+    assert other.drawn and other.inputs_digest != meta.inputs_digest
+
+
+def test_the_digest_covers_every_drawing_module(tmp_path):
+    """Other drawing code is another chart: every module charts.py draws with is in the digest's code key."""
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, sensorcharts.charts; print(*sorted(sys.modules))"],
+        capture_output=True, text=True, check=True, cwd=chartcache.PACKAGE.parent).stdout.split()
+    drawing = {name.split(".")[1] for name in imported if name.startswith("sensorcharts.")}
+    drawing -= {"tables", "timegrid", "atomic"}  # they make the inputs, which are digested as values
+    assert drawing <= set(chartcache.DRAWING_MODULES), drawing - set(chartcache.DRAWING_MODULES)
+    copy = tmp_path / "sensorcharts"
+    copy.mkdir()
+    for module in chartcache.DRAWING_MODULES:
+        (copy / f"{module}.py").write_bytes((chartcache.PACKAGE / f"{module}.py").read_bytes())
+    assert chartcache.code_key(copy) == chartcache.code_key()
+    (copy / "linechart.py").write_text((copy / "linechart.py").read_text() + "\n# another line width\n")
+    chartcache.code_key.cache_clear()
+    assert chartcache.code_key(copy) != chartcache.code_key()
+
+
+def test_cache_keeps_the_cron_window_and_only_what_the_last_job_made(tmp_path):
+    root = tmp_path / "cache"
+    assert ChartCache.for_day("day", FALL - timedelta(days=1), FALL, root) is None  # before the window
+    old = root / "day" / "2025-10-30"
+    old.mkdir(parents=True)
+    (old / "x.png").write_bytes(b"old")
+    frame = readings_frame(today_rows())
+    daily, hourly = png_paths(tmp_path / "a", FALL, ["temperature"], ["2025-11-02T05"])
+    render_day(frame, FALL, LA, SENSORS, daily, hourly, ChartCache.for_day("day", FALL, FALL, root))
+    kept = sorted(root.glob("day/2025-11-02/*.png"))
+    assert len(kept) == 2
+    # Hard links where possible: kept bytes cost no second copy while the charts exist.
+    assert {p.stat().st_ino for p in kept} == {Path(p).stat().st_ino for p in [*daily.values(), *hourly.values()]}
+    (meta,) = render_day(frame, FALL, LA, SENSORS, daily, {}, ChartCache.for_day("day", FALL, FALL, root))
+    (kept,) = root.glob("day/2025-11-02/*.png")  # the hourly chart was not made again: let go
+    assert not meta.drawn and kept.stat().st_ino == Path(daily["temperature"]).stat().st_ino
+    assert not old.exists()

@@ -13,10 +13,11 @@ def main(snakemake):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from sensorcharts.chartcache import ChartCache
     from sensorcharts.charts import render_cumulative, sensors_from_config
     from sensorcharts.timegrid import parse_date, zone
 
-    day = parse_date(snakemake.wildcards.date)
+    day, tz = parse_date(snakemake.wildcards.date), zone(snakemake.params.timezone)
     # Days without readings have no table here (see window_hourly_tables); a window of none is all "No data".
     tables = [pq.read_table(p, columns=HOURLY_COLUMNS) for p in snakemake.input.hourly]
     hourly = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=HOURLY_COLUMNS)
@@ -24,10 +25,13 @@ def main(snakemake):
     metas = render_cumulative(
         hourly,
         day,
-        zone(snakemake.params.timezone),
+        tz,
         snakemake.params.window,
         sensors_from_config(snakemake.params.sensors),
         paths,
+        ChartCache.for_job("cumulative", day, tz, snakemake.config),
     )
     atomic.write_json(snakemake.output.metadata, [asdict(m) for m in metas])
-    log.info("%s: %d cumulative images over %d days", day, len(metas), snakemake.params.window)
+    drawn = sum(m.drawn for m in metas)
+    log.info("%s: %d cumulative images over %d days, %d drawn, %d unchanged (copied from the chart cache)", day,
+             len(metas), snakemake.params.window, drawn, len(metas) - drawn)

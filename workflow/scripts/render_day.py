@@ -7,21 +7,25 @@ from sensorcharts import atomic, log
 
 
 def main(snakemake):
+    from sensorcharts.chartcache import ChartCache
     from sensorcharts.charts import render_day, sensors_from_config
     from sensorcharts.tables import read_readings
     from sensorcharts.timegrid import parse_date, zone
 
-    day = parse_date(snakemake.wildcards.date)
+    day, tz = parse_date(snakemake.wildcards.date), zone(snakemake.params.timezone)
     # Paths follow results/images/{sensor}/{interval}/{stamp}.png; the declared outputs say which to draw.
     daily = {Path(p).parts[-3]: p for p in snakemake.output.daily}
     hourly = {(Path(p).parts[-3], Path(p).stem): p for p in snakemake.output.hourly}
     metas = render_day(
         read_readings(snakemake.input.readings),
         day,
-        zone(snakemake.params.timezone),
+        tz,
         sensors_from_config(snakemake.params.sensors),
         daily,
         hourly,
+        ChartCache.for_job("day", day, tz, snakemake.config),
     )
     atomic.write_json(snakemake.output.metadata, [asdict(m) for m in metas])
-    log.info("%s: %d images", day, len(metas))
+    drawn = sum(m.drawn for m in metas)
+    log.info("%s: %d images, %d drawn, %d unchanged (copied from the chart cache)", day, len(metas), drawn,
+             len(metas) - drawn)

@@ -1,0 +1,192 @@
+"""A matplotlib Agg canvas that draws a job's many similar charts cheaper, pixel for pixel as matplotlib does.
+
+Two costs dominate a chart once its artists are reused (see charts.py): text, which matplotlib lays out and
+rasterizes glyph by glyph with FreeType on every draw (a title alone costs ~5 ms), and the parts of a figure
+that are the same in many charts of a job (the background, the time axis with its labels).
+
+* Text: :class:`Renderer` keeps the layout of each string and the bitmap of each glyph. A glyph's bitmap
+  depends on its font, size, hinting, rotation and the sub-pixel part (1/64 px) of its position; moved by whole
+  pixels, FreeType rasterizes the same bitmap one pixel further. Keyed by all of these, a cached bitmap is
+  the one matplotlib would render, and it is composited by the same call (``draw_text_image``).
+* Background: :class:`Layers` draws the figure's first artists (figure and axes patches, the time axis)
+  once per key and restores them into the next chart with the same key before drawing the rest. Agg
+  composites each artist onto what is already there, so restoring the pixels the first artists left and
+  drawing the others over them gives the bytes of a full draw.
+
+Both rely on private parts of matplotlib's Agg backend (``_draw_text_glyphs_and_boxes``, ``FT2Font._layout``,
+``_render_glyph``, ``_get_font_height_metrics``), pinned in environment.yml. Where one is missing the
+renderer draws text as matplotlib does, and tests/test_charts.py compares the pixels with a plain
+``FigureCanvasAgg`` so that a change of matplotlib cannot slip through unseen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
+from matplotlib.font_manager import fontManager, get_font
+from matplotlib.ft2font import FT2Font, RenderMode
+
+# Bounded, so that a long-lived process (the benchmark's floor) cannot grow without end: a day's charts use a
+# few hundred strings and a few thousand (glyph, sub-pixel offset) pairs.
+MAX_LAYOUTS, MAX_GLYPHS = 20_000, 100_000
+_PRIVATE_API = all(hasattr(c, n) for c, n in ((RendererAgg, "_draw_text_glyphs_and_boxes"), (FT2Font, "_layout"),
+                                                 (FT2Font, "_render_glyph"), (FT2Font, "_set_transform")))
+_layouts: dict = {}
+_glyphs: dict = {}
+_heights: dict = {}
+
+
+def _font_key(prop) -> tuple:
+    """What FontProperties' own hash covers, as a value (the object itself is mutable)."""
+    return (tuple(prop.get_family()), prop.get_slant(), prop.get_variant(), prop.get_weight(), prop.get_stretch(),
+            prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
+
+
+def _bounded(cache: dict, limit: int) -> dict:
+    if len(cache) >= limit:
+        cache.clear()
+    return cache
+
+
+class Renderer(RendererAgg):
+    """RendererAgg with cached text layout, glyph bitmaps and font height metrics."""
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or not _PRIVATE_API:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+        flags = get_hinting_flag()
+        features = mtext.get_fontfeatures() if mtext is not None else None
+        language = mtext.get_language() if mtext is not None else None
+        key = (_font_key(prop), s, flags, features, language, self.dpi)
+        try:
+            glyphs = _layouts.get(key)
+        except TypeError:  # features or language given as a list: not a key, and not used by the charts
+            return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+        if glyphs is None:
+            font = self._prepare_font(prop)
+            size = prop.get_size_in_points()
+            items = font._layout(s, flags=flags, features=features, language=language)
+            glyphs = [(item.ft_object, size, item.glyph_index, 0, 1, item.x, item.y) for item in items]
+            _bounded(_layouts, MAX_LAYOUTS)[key] = glyphs
+        self._draw_text_glyphs_and_boxes(gc, x, y, angle, glyphs, [])
+
+    def _draw_text_glyphs_and_boxes(self, gc, x, y, angle, glyphs, boxes):
+        # The arithmetic of RendererAgg._draw_text_glyphs_and_boxes, with each rendered bitmap kept.
+        if boxes or not _PRIVATE_API:
+            return super()._draw_text_glyphs_and_boxes(gc, x, y, angle, glyphs, boxes)
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        flags = get_hinting_flag()
+        mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+        height = int(self.height)
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        matrices: dict = {}
+        for font, size, glyph_index, slant, extend, dx, dy in glyphs:
+            matrix = matrices.get((slant, extend))
+            if matrix is None:
+                matrix = matrices[(slant, extend)] = (
+                    (0x10000 * rotation @ [[extend, extend * slant], [0, 1]]).round().astype(int))
+            tx = round(0x40 * (x + dx * cos - dy * sin))
+            ty = round(0x40 * (self.height - y + dx * sin + dy * cos))
+            key = (font.fname, font.face_index, size, self.dpi, glyph_index, flags, mode, matrix.tobytes(),
+                   tx & 63, ty & 63)
+            cached = _glyphs.get(key)
+            if cached is None:
+                font.set_size(size, self.dpi)
+                font._set_transform(matrix, [tx, ty])
+                bitmap = font._render_glyph(glyph_index, flags, mode)
+                buffer = np.array(bitmap.buffer, copy=True)  # the font reuses its own buffer
+                if mode is RenderMode.MONO:
+                    buffer *= 0xFF
+                cached = (buffer, bitmap.left - (tx >> 6), bitmap.top - (ty >> 6))
+                _bounded(_glyphs, MAX_GLYPHS)[key] = cached
+            buffer, left, top = cached
+            self._renderer.draw_text_image(buffer, left + (tx >> 6), height - top - (ty >> 6) + buffer.shape[0], 0,
+                                           gc)
+
+    def _get_font_height_metrics(self, prop):
+        """Line metrics as matplotlib's Text._get_layout reads them from the font's tables on every layout."""
+        key = (_font_key(prop), self.dpi)
+        if key not in _heights:
+            font = get_font(fontManager._find_fonts_by_props(prop))
+            found = (None, None, None)
+            for table_name, gap_key, ascent_key, descent_key in (
+                    ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+                    ("hhea", "lineGap", "ascent", "descent")):
+                table = font.get_sfnt_table(table_name)
+                if table is None:
+                    continue
+                scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points() * self.dpi / 72
+                found = (table[ascent_key] * scale, -table[descent_key] * scale, table[gap_key] * scale)
+                break
+            _heights[key] = found
+        return _heights[key]
+
+
+class Canvas(FigureCanvasAgg):
+    """FigureCanvasAgg drawing with :class:`Renderer`."""
+
+    def get_renderer(self):
+        w, h = self.get_width_height(physical=True)
+        key = w, h, self.figure.dpi
+        if self._lastKey != key:
+            self.renderer = Renderer(w, h, self.figure.dpi)
+            self._lastKey = key
+        return self.renderer
+
+
+class Layers:
+    """Draw ``figure`` over a kept background: what ``background`` (its first artists, in drawing order) leave.
+
+    ``draw(key)`` leaves in the canvas what ``canvas.draw()`` would. The caller promises that the background
+    artists look the same whenever they are drawn with the same key, and that they are drawn before every
+    other artist (lower z-order, or the same z-order and added earlier). Kept per key, least recently used
+    first out: each background is a full RGBA copy of the figure (1.6 MB for 1000x400).
+    """
+
+    def __init__(self, figure, background: list, keep: int = 32):
+        self.figure, self.background, self.keep = figure, background, keep
+        self.regions: OrderedDict = OrderedDict()
+
+    def _others(self) -> list:
+        figure, background = self.figure, self.background
+        others = [a for a in figure.get_children() if a is not figure.patch and a not in figure.axes]
+        for ax in figure.axes:
+            if ax in background or any(a in background for a in ax.get_children()):
+                others += [a for a in ax.get_children() if a not in background]
+            else:
+                others.append(ax)
+        return others
+
+    def draw(self, key) -> None:
+        renderer = self.figure.canvas.get_renderer()
+        region = self.regions.get(key)
+        if region is None:
+            renderer.clear()
+            with _hidden(self._others()):
+                self.figure.draw(renderer)
+            region = self.regions[key] = renderer.copy_from_bbox(self.figure.bbox)
+            while len(self.regions) > self.keep:
+                self.regions.popitem(last=False)
+        else:
+            self.regions.move_to_end(key)
+        renderer.restore_region(region)
+        with _hidden(self.background):
+            self.figure.draw(renderer)
+
+
+class _hidden:
+    """Make ``artists`` invisible for the block, then restore each one's own visibility."""
+
+    def __init__(self, artists):
+        self.states = [(a, a.get_visible()) for a in artists]
+
+    def __enter__(self):
+        for artist, _ in self.states:
+            artist.set_visible(False)
+
+    def __exit__(self, *exc):
+        for artist, visible in self.states:
+            artist.set_visible(visible)
