@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, publish, settings, warm
+from sensorcharts import cluster, fingerprints, publish, settings, warm
 from sensorcharts.database import Source
 from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
@@ -76,6 +76,9 @@ DB_PARAMS = {
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # Every rule's run: block hands its job to a process of its own (sensorcharts/jobs.py); Ctrl-C ends them.
 stop_jobs_on_interrupt()
+# On a cluster: each job's warm server inside its allocation, threads in group jobs, status checks that end
+# (sensorcharts/cluster.py).
+cluster.prepare(workflow)
 
 
 def code_digest(script, *modules):

@@ -3,6 +3,7 @@ rule create_demo_database:
         config["demo"]["path"],
     params:
         seed=config["demo"]["seed"],
+    localrule: True
     log:
         "logs/create_demo_database.log",
     run:

@@ -25,6 +25,8 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         params:
             code=code_digest("upload_charts", "publish", "cid"),
             upload=UPLOAD_PARAMS,
+        group:
+            "day"
         resources:
             pinata=1,
         log:
@@ -42,6 +44,8 @@ rule upload_cumulative:
     params:
         code=code_digest("upload_charts", "publish", "cid"),
         upload=UPLOAD_PARAMS,
+    group:
+        "cumulative"
     resources:
         pinata=1,
     log:
@@ -58,6 +62,7 @@ rule publish_range:
     params:
         code=code_digest("publish_index", "publish"),
         upload=UPLOAD_PARAMS,
+    localrule: True
     resources:
         kv=1,
     log:
@@ -74,6 +79,7 @@ rule publish_recent:
     params:
         code=code_digest("publish_index", "publish"),
         upload=UPLOAD_PARAMS,
+    localrule: True
     resources:
         kv=1,
     log:
