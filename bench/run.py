@@ -33,6 +33,8 @@ with ``--cores 2``, in temporary working directories, with no publishing setting
   DAG         ``snakemake -n -q`` of a 365 [30] day backfill with results/ empty, on the long history
   extract     bench/extract_methods.py's measurement: one day of 5,000,000 [200,000] rows to Parquet by
               the project's ``extract_day`` vs ``COPY (same query) TO STDOUT`` into /dev/null; median of 3 [1]
+  cluster     bench/cluster.py's measurement, when a Slurm cluster answers (tools/slurm-local start): the
+              backfill of 30 [3] days on the cluster vs locally, 2 [1] rounds; skipped, saying why, otherwise
 
 It prints progress, a job profile of the backfill (jobs and job seconds per rule from Snakemake's log and
 benchmark files), then a table (one row per figure: value, target, met/missed) and, as the last line, one
@@ -572,6 +574,11 @@ def main() -> None:
             (root / "extract").mkdir()
             runs = extract_methods.measure(admin_url, p["extract_rows"], p["extract_repeats"], root / "extract",
                                            methods=["copy", "discard"])
+
+            # --- the cluster scenario (bench/cluster.py, issue #15), when a Slurm cluster answers here ---
+            import cluster
+
+            cluster_figures = cluster.from_suite(admin_url, root, args.quick, say)
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()
@@ -625,6 +632,8 @@ def main() -> None:
         f"noop_to_startup_{sd}d": ("<=", NOOP_TO_STARTUP), f"noop_to_startup_{ld}d": ("<=", NOOP_TO_STARTUP),
         "extract_to_copy": (">=", 0.5), "extract_peak_rss_mb": ("<=", 1024.0),
     }
+    figures.update(cluster_figures)  # the cluster scenario (bench/cluster.py), if it ran
+    targets.update(cluster.TARGETS)
     total = time.perf_counter() - t_start
     info.update(quick=args.quick, cpu_count=os.cpu_count(), load_avg_start=load_start, load_avg_end=load_average(),
                 total_s=round(total, 1))

@@ -13,7 +13,7 @@ sys.path.insert(0, str(SCRIPTS))
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sensorcharts import fingerprints, indexing, providers, settings, snakemake_patches, warm
+from sensorcharts import cluster, fingerprints, indexing, providers, settings, snakemake_patches, warm
 from sensorcharts.chartid import day_charts
 from sensorcharts.codedigest import CodeDigests
 from sensorcharts.connection import DATABASE_ERRORS, Source
@@ -81,6 +81,9 @@ DB_PARAMS = {
 }
 # Every rule's run: block hands its job to a process of its own (sensorcharts/jobs.py); Ctrl-C ends them.
 stop_jobs_on_interrupt()
+# On a cluster: each job's warm server inside its allocation, threads in group jobs, status checks that end
+# (sensorcharts/cluster.py).
+cluster.prepare(workflow)
 
 
 # Each rule's `code` param: a digest of its script and of every package module the script imports (found by
@@ -218,7 +221,9 @@ def requested_receipts(wildcards=None):
 
 def requested_charts(wildcards=None):
     """The metadata of retired days in the range: they are charted, not published."""
-    return [f"results/metadata/{kind}/{day}.json" for day in PLAN.days if retired(day) for kind in ("day", "cumulative")]
+    return [
+        f"results/metadata/{kind}/{day}.json" for day in PLAN.days if retired(day) for kind in ("day", "cumulative")
+    ]
 
 
 def recent_receipts(wildcards=None):
@@ -268,10 +273,8 @@ def _record_successful_run():
 
     from sensorcharts import metrics
 
-    metrics.write(
-        "results/metrics/sensor_charts_run.prom",
-        [("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.", time.time())],
-    )
+    last_run = ("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.")
+    metrics.write("results/metrics/sensor_charts_run.prom", [(*last_run, time.time())])
 
 
 onsuccess:

@@ -4,6 +4,7 @@ rule create_demo_database:
     params:
         code=code_digest("create_demo_database"),
         seed=config["demo"]["seed"],
+    localrule: True
     log:
         "logs/create_demo_database.log",
     run:

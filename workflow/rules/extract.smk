@@ -15,6 +15,8 @@ rule extract_day:
         validity=VALIDITY,
         timezone=config["timezone"],
         source=DB_PARAMS,
+    group:
+        "day"
     log:
         "logs/extract_day/{date}.log",
         benchmark="benchmarks/extract_day/{date}.tsv",

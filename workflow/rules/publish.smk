@@ -25,6 +25,8 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         params:
             code=code_digest("upload_charts"),
             upload=UPLOAD_PARAMS,
+        group:
+            "day"
         resources:
             pinata=1,
         log:
@@ -48,6 +50,9 @@ for kind, (labels, date_re) in DAY_KINDS.items():
         params:
             code=code_digest("upload_folder"),
             upload=UPLOAD_PARAMS,
+        # With the heatmaps it packs: its inputs are the day's charts and heatmaps, which come before it.
+        group:
+            "cumulative"
         resources:
             pinata=1,
         log:
@@ -65,6 +70,8 @@ rule upload_cumulative:
     params:
         code=code_digest("upload_charts"),
         upload=UPLOAD_PARAMS,
+    group:
+        "cumulative"
     resources:
         pinata=1,
     log:
@@ -86,6 +93,7 @@ rule publish_range:
         timezone=config["timezone"],
         sensors=SENSORS,
         lookback_days=config["lookback_days"],
+    localrule: True
     resources:
         kv=1,
     log:
@@ -107,6 +115,7 @@ rule publish_recent:
         timezone=config["timezone"],
         sensors=SENSORS,
         lookback_days=config["lookback_days"],
+    localrule: True
     resources:
         kv=1,
     log:

@@ -17,6 +17,8 @@ for kind, (labels, date_re) in DAY_KINDS.items():
             code=code_digest("render_day"),
             timezone=config["timezone"],
             sensors=config["sensors"],
+        group:
+            "day"
         log:
             "logs/render_day/{date}.log",
             benchmark="benchmarks/render_day/{date}.tsv",
@@ -39,6 +41,8 @@ rule render_cumulative:
         sensors=config["sensors"],
         window=config["cumulative_days"],
     priority: -1
+    group:
+        "cumulative"
     log:
         "logs/render_cumulative/{date}.log",
         benchmark="benchmarks/render_cumulative/{date}.tsv",

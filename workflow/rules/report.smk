@@ -54,6 +54,7 @@ rule prepare_report:
         timezone=config["timezone"],
         sensors=config["sensors"],
         charts_kept=not DELETE_CHARTS,
+    localrule: True
     log:
         "logs/prepare_report.log",
     run:
