@@ -1,4 +1,4 @@
-"""Benchmark (issue #15): a backfill on a Slurm cluster of this machine against the same backfill run locally.
+"""Benchmark: a backfill on a Slurm cluster of this machine against the same backfill run locally.
 
     tools/slurm-local start                             # a single-node cluster of this machine
     tools/with-env python bench/cluster.py             # 30 days, 2 rounds (local, cluster, local, cluster)

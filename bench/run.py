@@ -575,7 +575,7 @@ def main() -> None:
             runs = extract_methods.measure(admin_url, p["extract_rows"], p["extract_repeats"], root / "extract",
                                            methods=["copy", "discard"])
 
-            # --- the cluster scenario (bench/cluster.py, issue #15), when a Slurm cluster answers here ---
+            # --- the cluster scenario (bench/cluster.py), when a Slurm cluster answers here ---
             import cluster
 
             cluster_figures = cluster.from_suite(admin_url, root, args.quick, say)

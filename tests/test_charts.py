@@ -544,6 +544,35 @@ def test_line_charts_are_pixel_for_pixel_what_plain_matplotlib_draws():
     assert len(chart.layers.regions) == 8  # the five hours' and the daily chart's x axes, kept
 
 
+def test_a_forked_child_draws_text_with_fonts_of_its_own():
+    """The warm server's children are forks: a font of the parent reads glyphs through a file offset that
+    every child shares, so two children drawing at once would read each other's bytes. A child's text
+    layouts must use fonts the child opened itself."""
+    import os
+
+    from sensorcharts import aggcanvas
+
+    chart = LineChart()
+    meta = ChartMeta("x.png", "temperature", "hourly", "s", 0, "", "")
+    case = line_chart_cases()[0]
+    chart.draw(*case)
+    before = png_pixels(chart.render(meta))
+    parents = [glyph[0] for glyphs in aggcanvas._layouts.values() for glyph in glyphs]
+    assert parents  # the parent laid its text out with these fonts
+    pid = os.fork()
+    if pid == 0:  # the child: draw the same chart again, report through the exit status
+        status = 1
+        try:
+            chart.draw(*case)
+            same = np.array_equal(png_pixels(chart.render(meta)), before)
+            fonts = [glyph[0] for glyphs in aggcanvas._layouts.values() for glyph in glyphs]
+            status = 0 if same and fonts and not any(f is p for f in fonts for p in parents) else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child drew with its parent's fonts (or other pixels)"
+
+
 def test_heatmaps_are_pixel_for_pixel_what_plain_matplotlib_draws():
     days = [date(2025, 10, 31), date(2025, 11, 1), FALL]
     meta = ChartMeta("x.png", "temperature", "cumulative", "s", 0, "", "")

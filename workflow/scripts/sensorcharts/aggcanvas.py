@@ -22,6 +22,7 @@ renderer draws text as matplotlib does, and tests/test_charts.py compares the pi
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -37,6 +38,13 @@ _PRIVATE_API = all(hasattr(c, n) for c, n in ((RendererAgg, "_draw_text_glyphs_a
 _layouts: dict = {}
 _glyphs: dict = {}
 _heights: dict = {}
+# A layout holds the fonts it was made with, and a font reads its glyphs from its file as it renders them:
+# after a fork (the warm job server's children) the parent's fonts share one file offset with every other
+# child, and two children rendering at once read each other's bytes (FreeType: "invalid outline"). So a
+# child lays its strings out again with fonts of its own, as matplotlib does for its font cache
+# (font_manager clears _get_font at fork). Bitmaps and heights are plain values and stay.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_layouts.clear)
 
 
 def _font_key(prop) -> tuple:
