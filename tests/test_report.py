@@ -32,7 +32,7 @@ SENSORS = {"temperature": {"display_name": "Temperature", "unit": "°C"},
 OUTAGE = (utc(2025, 11, 2, 18, 0), utc(2025, 11, 2, 21, 0))  # humidity: nothing 10:00-13:00 PST
 SETTINGS = dict(start=DAY.isoformat(), end=DAY.isoformat(), cumulative_days=1, now="2025-11-20T00:00:00+00:00",
                 sensors=SENSORS)
-CHARTS = {f"{s}/{kind}/{stamp}"
+CHARTS = {f"{s}:{kind}:{stamp}"  # the charts' KV keys
           for s in SENSORS
           for kind, stamps in (("daily", ["2025-11-02"]), ("cumulative", ["2025-11-02"]),
                                ("hourly", [f"2025-11-02T{h:02d}" for h in range(24)] + ["2025-11-02T01_2"]))
@@ -75,13 +75,13 @@ def test_report_pages_describe_every_chart(reported):
     wd = reported
     index = json.loads((wd.path / "results/report/charts.json").read_text())
     assert set(index) == CHARTS
-    labels = index["temperature/daily/2025-11-02"]
+    labels = index["temperature:daily:2025-11-02"]
     assert {k: labels[k] for k in ("chart", "local start", "local end", "data points")} == {
         "chart": "2025-11-02", "local start": "2025-11-02 00:00 PDT", "local end": "2025-11-03 00:00 PST",
         "data points": "1,500"}
-    assert index["humidity/hourly/2025-11-02T01_2"]["local start"] == "2025-11-02 01:00 PST"
-    assert index["humidity/hourly/2025-11-02T11"]["data points"] == "0"  # the outage
-    assert re.fullmatch(r"\d+\.\d{3} s", index["humidity/daily/2025-11-02"]["processing time"])
+    assert index["humidity:hourly:2025-11-02T01_2"]["local start"] == "2025-11-02 01:00 PST"
+    assert index["humidity:hourly:2025-11-02T11"]["data points"] == "0"  # the outage
+    assert re.fullmatch(r"\d+\.\d{3} s", index["humidity:daily:2025-11-02"]["processing time"])
 
     # Kept charts are hard-linked (not copied) for the report.
     link = wd.path / "results/report/charts/temperature/hourly/2025-11-02T01_2/chart.png"

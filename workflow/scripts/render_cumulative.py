@@ -1,7 +1,6 @@
 """Cumulative day-by-hour heatmaps of every sensor for the window ending on one local day."""
 
 from dataclasses import asdict
-from pathlib import Path
 
 from sensorcharts import atomic, log
 
@@ -14,6 +13,7 @@ def main(snakemake):
     import pyarrow.parquet as pq
 
     from sensorcharts.chartcache import ChartCache
+    from sensorcharts.chartid import ChartId
     from sensorcharts.charts import render_cumulative, sensors_from_config
     from sensorcharts.timegrid import parse_date, zone
 
@@ -21,7 +21,7 @@ def main(snakemake):
     # Days without readings have no table here (see window_hourly_tables); a window of none is all "No data".
     tables = [pq.read_table(p, columns=HOURLY_COLUMNS) for p in snakemake.input.hourly]
     hourly = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=HOURLY_COLUMNS)
-    paths = {Path(p).parts[-3]: p for p in snakemake.output.images}
+    paths = {ChartId.from_path(p).sensor: p for p in snakemake.output.images}
     metas = render_cumulative(
         hourly,
         day,

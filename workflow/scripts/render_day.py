@@ -1,21 +1,21 @@
 """A local day's daily and hourly images of every sensor, plus their metadata."""
 
 from dataclasses import asdict
-from pathlib import Path
 
 from sensorcharts import atomic, log
 
 
 def main(snakemake):
     from sensorcharts.chartcache import ChartCache
+    from sensorcharts.chartid import ChartId
     from sensorcharts.charts import render_day, sensors_from_config
     from sensorcharts.tables import read_readings
     from sensorcharts.timegrid import parse_date, zone
 
     day, tz = parse_date(snakemake.wildcards.date), zone(snakemake.params.timezone)
-    # Paths follow results/images/{sensor}/{interval}/{stamp}.png; the declared outputs say which to draw.
-    daily = {Path(p).parts[-3]: p for p in snakemake.output.daily}
-    hourly = {(Path(p).parts[-3], Path(p).stem): p for p in snakemake.output.hourly}
+    # The declared outputs say which charts to draw.
+    daily = {ChartId.from_path(p).sensor: p for p in snakemake.output.daily}
+    hourly = {(c.sensor, c.stamp): p for p, c in ((p, ChartId.from_path(p)) for p in snakemake.output.hourly)}
     metas = render_day(
         read_readings(snakemake.input.readings),
         day,

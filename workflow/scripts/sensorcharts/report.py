@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .chartid import ChartId
+
 INTERVALS = {"daily": "Daily", "hourly": "Hourly", "cumulative": "Cumulative"}
 GATEWAY = "https://ipfs.io/ipfs/"  # a public IPFS gateway for clickable links; the ipfs:// URL is shown too
 MISSING = "–"
@@ -66,16 +68,12 @@ def chart_labels(meta: dict, tz: ZoneInfo) -> dict[str, str]:
     return labels
 
 
-def chart_key(sensor: str, interval: str, stamp: str) -> str:
-    return f"{sensor}/{interval}/{stamp}"
-
-
 def chart_index(metadata_paths, tz: ZoneInfo) -> dict[str, dict[str, str]]:
-    """Labels of every chart listed in the metadata files, keyed ``{sensor}/{interval}/{stamp}``."""
+    """Labels of every chart listed in the metadata files, keyed by the chart's KV key (``ChartId.key``)."""
     index = {}
     for path in metadata_paths:
         for meta in json.loads(Path(path).read_text(encoding="utf-8")):
-            index[chart_key(meta["sensor_type"], meta["interval"], meta["stamp"])] = chart_labels(meta, tz)
+            index[ChartId.from_meta(meta).key] = chart_labels(meta, tz)
     return dict(sorted(index.items()))
 
 
@@ -91,7 +89,7 @@ def labels_for(index_path, wildcards) -> dict[str, str]:
     """
     path = str(index_path)
     index = _read_index(path, os.stat(path).st_mtime_ns)
-    return index[chart_key(wildcards.sensor, wildcards.interval, wildcards.stamp)]
+    return index[ChartId(wildcards.sensor, wildcards.interval, wildcards.stamp).key]
 
 
 LINKS_FOLDER = "results/report/charts"  # the `charts` output of prepare_report (workflow/rules/report.smk)
@@ -109,8 +107,9 @@ def link_charts(image_paths, folder) -> int:
     ``image_paths`` follow ``results/images/{sensor}/{interval}/{stamp}.png``. Returns the number linked.
     """
     folder = Path(folder)
-    for image in map(Path, image_paths):
-        link = folder / CHART_LINK.format(sensor=image.parts[-3], interval=image.parts[-2], stamp=image.stem)
+    for image in image_paths:
+        chart = ChartId.from_path(image)
+        link = folder / CHART_LINK.format(sensor=chart.sensor, interval=chart.interval, stamp=chart.stamp)
         link.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(image, link)
