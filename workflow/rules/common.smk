@@ -239,10 +239,26 @@ def recent_receipts(wildcards=None):
 # without them (a period ended, a latest pointer may be refreshed, a grace period ended, keys wait for
 # budget): this file, an input of the index rules, then gets new content, which Snakemake reruns on.
 INDEX_DUE = "results/publish/index-due.txt"
-if workflow.is_main_process and (indexing.index_due(SCHEDULE, PLAN.now) or not Path(INDEX_DUE).exists()):
-    from sensorcharts import atomic
+_index_due_checked = []
 
-    atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
+
+def index_due(days):
+    """The index rules' input function (``days``: the days they index): the INDEX_DUE file, brought up to date
+    once per run. The days' fingerprints come first, so that a database that cannot be read stops the run
+    before anything is written."""
+
+    def input_function(wildcards):
+        if days:
+            FINGERPRINTS.path(days[0])
+        if not _index_due_checked and workflow.is_main_process:
+            _index_due_checked.append(True)
+            if indexing.index_due(SCHEDULE, PLAN.now) or not Path(INDEX_DUE).exists():
+                from sensorcharts import atomic
+
+                atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
+        return INDEX_DUE
+
+    return input_function
 
 
 # One pending re-scheduling timer instead of a chain per finished job (docs/snakemake-scheduler.md).

@@ -83,7 +83,7 @@ rule upload_cumulative:
 rule publish_range:
     input:
         receipts=requested_receipts,
-        due=INDEX_DUE,
+        due=index_due(PLAN.days),
     output:
         index="results/kv/range.json",
     params:
@@ -105,7 +105,7 @@ rule publish_range:
 rule publish_recent:
     input:
         receipts=recent_receipts,
-        due=INDEX_DUE,
+        due=index_due(PLAN.recent_days),
     output:
         index="results/kv/recent.json",
     params:
