@@ -22,7 +22,6 @@ renderer draws text as matplotlib does, and tests/test_charts.py compares the pi
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 
 import numpy as np
@@ -38,13 +37,21 @@ _PRIVATE_API = all(hasattr(c, n) for c, n in ((RendererAgg, "_draw_text_glyphs_a
 _layouts: dict = {}
 _glyphs: dict = {}
 _heights: dict = {}
-# A layout holds the fonts it was made with, and a font reads its glyphs from its file as it renders them:
-# after a fork (the warm job server's children) the parent's fonts share one file offset with every other
-# child, and two children rendering at once read each other's bytes (FreeType: "invalid outline"). So a
-# child lays its strings out again with fonts of its own, as matplotlib does for its font cache
-# (font_manager clears _get_font at fork). Bitmaps and heights are plain values and stay.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_layouts.clear)
+
+
+def render_font(font: FT2Font) -> FT2Font:
+    """The font of this process that renders ``font``'s glyphs: the same file, from matplotlib's font cache.
+
+    A font reads its glyphs from its file as it renders them, and a forked process shares the parent's file
+    offsets: two jobs forked from the warm server rendering with the parent's fonts at once would read each
+    other's bytes (FreeType: "invalid outline"). matplotlib empties its font cache in a forked child, so the
+    font found here is the child's own, while layouts (glyph indices and positions) and bitmaps made before
+    the fork stay valid. A glyph's bitmap depends on the file, size, resolution and transform, all set before
+    each rendering, not on which font object renders it.
+    """
+    if getattr(font, "face_index", 0):  # a face of a collection: kept as it is (the charts' fonts are not)
+        return font
+    return get_font(font.fname)
 
 
 def _font_key(prop) -> tuple:
@@ -102,6 +109,7 @@ class Renderer(RendererAgg):
                    tx & 63, ty & 63)
             cached = _glyphs.get(key)
             if cached is None:
+                font = render_font(font)
                 font.set_size(size, self.dpi)
                 font._set_transform(matrix, [tx, ty])
                 bitmap = font._render_glyph(glyph_index, flags, mode)

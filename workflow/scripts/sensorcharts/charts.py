@@ -46,16 +46,17 @@ def warm_up(window_days: int = 30) -> None:
 
     For a process that forks jobs (sensorcharts.warm): a first chart costs more than the next ones (figure
     and tick artists, fonts, text layout and glyph caches, the digest of the drawing code). Every draw sets
-    all it shows, so what is drawn here never reaches a later chart (tests/test_charts.py checks it). Kept
-    short: the server serves no job before it is done.
+    all it shows, so what is drawn here never reaches a later chart (tests/test_charts.py checks it). The
+    text layouts and glyph bitmaps it leaves are what every forked job starts with (aggcanvas.render_font).
     """
     meta = ChartMeta("warm-up.png", "warm-up", "daily", "1970-01-01", 0, "", "")
     chart = line_chart()
     x = np.linspace(0.0, 3600.0, 61)
-    ticks = [(m * 60.0, f"{12 + m // 60:02d}:{m % 60:02d}") for m in range(0, 61, 10)]
-    chart.draw([(None, x, np.sin(x / 600.0))], (0.0, 3600.0), ticks, "Local time (UTC)", "Warm-up (°C)",
-               "Warm-up · 1970-01-01 12:00–13:00 UTC · Etc/UTC")
-    chart.render(meta)
+    for hour in range(24):  # the digits of every hour's tick labels, at the places they take
+        ticks = [(m * 60.0, f"{(hour + m // 60) % 24:02d}:{m % 60:02d}") for m in range(0, 61, 10)]
+        chart.draw([(None, x, np.sin(x / 600.0) + hour)], (0.0, 3600.0), ticks, "Local time (UTC)",
+                   "Warm-up (°C)", f"Warm-up · 1970-01-01 {hour:02d}:00–{hour:02d}:59 UTC · Etc/UTC")
+        chart.render(meta)
     heatmap = heatmap_of(window_days)
     days = [date(1970, 1, 1) + timedelta(days=i) for i in range(window_days)]
     heatmap.draw(np.arange(window_days * 24, dtype=float).reshape(window_days, 24), days,
