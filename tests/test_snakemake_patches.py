@@ -4,7 +4,10 @@ what they expect. When one of these fails after a Snakemake upgrade, see docs/sn
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -15,6 +18,8 @@ from snakemake.io import IOCache, IOFile
 from snakemake.scheduling.job_scheduler import JobScheduler
 
 from sensorcharts import snakemake_patches
+
+SCRIPTS = REPO / "workflow" / "scripts"
 
 
 def test_the_pinned_snakemake_has_what_the_patches_change():
@@ -79,11 +84,49 @@ def test_forgetting_a_listing_of_a_snakemake_that_keeps_none_does_nothing():
     assert snakemake_patches.forget_listing(SimpleNamespace(), "fingerprints") is False
 
 
-@pytest.mark.parametrize("name", ["JobScheduler._schedule_reevalutation", "IOCache.exists_local.has_inventory"])
+def test_params_compare_as_before_without_importing_pandas(monkeypatch):
+    """Snakemake's comparison of params imports pandas; patched, a run that has not imported pandas compares
+    the same values the same way without it, and one that has still recognises pandas objects."""
+    probe = (
+        "import sys\n"
+        "from snakemake.persistence import PersistenceBase as Persistence\n"
+        "from sensorcharts import snakemake_patches\n"
+        "assert snakemake_patches.params_without_pandas()\n"
+        "from types import SimpleNamespace\n"
+        "p = SimpleNamespace()\n"
+        "p._serialize_param_builtin = lambda v: Persistence._serialize_param_builtin(p, v)\n"
+        "values = [{'a': [1, 2.5, 'x']}, 'text', 3, None, ('t', 1)]\n"
+        "print([Persistence._serialize_param_pandas(p, v) for v in values], 'pandas' in sys.modules)\n"
+    )
+    env = {"PYTHONPATH": str(SCRIPTS), "PATH": os.environ["PATH"]}
+    patched = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    plain = subprocess.run([sys.executable, "-c", probe.replace("assert snakemake_patches.params_without_pandas()",
+                                                                  "pass")],
+                           capture_output=True, text=True, env=env, check=True)
+    assert patched.stdout.rsplit(" ", 1)[0] == plain.stdout.rsplit(" ", 1)[0]  # the same serialisations
+    assert patched.stdout.split()[-1] == "False" and plain.stdout.split()[-1] == "True"  # pandas left out
+    import pandas as pd
+    from snakemake.persistence import PersistenceBase as Persistence
+
+    monkeypatch.setattr(Persistence, "_serialize_param_pandas", Persistence._serialize_param_pandas)
+    assert snakemake_patches.params_without_pandas()
+    p = SimpleNamespace()
+    p._serialize_param_builtin = lambda v: Persistence._serialize_param_builtin(p, v)
+    series = pd.Series([1, 2])
+    assert Persistence._serialize_param_pandas(p, series) == repr(pd.util.hash_pandas_object(series).tolist())
+
+
+@pytest.mark.parametrize("name", ["JobScheduler._schedule_reevalutation", "IOCache.exists_local.has_inventory",
+                                  "PersistenceBase._serialize_param_pandas"])
 def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
     if name.startswith("JobScheduler"):
         monkeypatch.delattr(JobScheduler, "_schedule_reevalutation")
         assert snakemake_patches.one_rescheduling_timer() is False  # left as it is
+    elif name.startswith("PersistenceBase"):
+        from snakemake.persistence import PersistenceBase as Persistence
+
+        monkeypatch.delattr(Persistence, "_serialize_param_pandas")
+        assert snakemake_patches.params_without_pandas() is False
     else:
         monkeypatch.setattr(IOCache, "exists_local", property(lambda self: {}))
     assert len(snakemake_patches.missing()) == 1

@@ -5,14 +5,27 @@
 from sensorcharts import report as report_pages
 
 REPORT_DAYS = [day.isoformat() for day in PLAN.days]
-# Kept charts are inputs, hard-linked as results/report/charts/{sensor}/{interval}/{stamp}/chart.png (the
-# `charts` output): listed with a pattern, each chart gets its own wildcards, from which its category (the
-# sensor), subcategory (the interval), labels and caption are built.
-REPORT_IMAGES = (
-    []
-    if DELETE_CHARTS
-    else [path for day in PLAN.days for paths in charts(PLAN.labels(day), day.isoformat()).values() for path in paths]
-)
+
+
+def report_images(wildcards):
+    """Kept charts are inputs, hard-linked as results/report/charts/{sensor}/{interval}/{stamp}/chart.png (the
+    `charts` output): listed with a pattern, each chart gets its own wildcards, from which its category (the
+    sensor), subcategory (the interval), labels and caption are built. A function, so that a run without the
+    report (the cron target) does not declare a year of charts while the Snakefile is read (~1.5 s)."""
+    if DELETE_CHARTS:
+        return []
+    return [path for day in PLAN.days for paths in charts(PLAN.labels(day), day.isoformat()).values() for path in paths]
+
+
+def report_tables(kind):
+    """The requested days' ``kind`` ("daily" or "hourly") tables, as an input function (see report_images)."""
+    return lambda wildcards: [f"results/tables/{kind}/date={day}/data.parquet" for day in REPORT_DAYS]
+
+
+def report_metadata(wildcards):
+    return [f"results/metadata/{kind}/{day}.json" for kind in ("day", "cumulative") for day in REPORT_DAYS]
+
+
 REPORT_CHARTS = (
     {}
     if DELETE_CHARTS
@@ -31,11 +44,11 @@ REPORT_CHARTS = (
 
 rule prepare_report:
     input:
-        metadata=[f"results/metadata/{kind}/{day}.json" for kind in ("day", "cumulative") for day in REPORT_DAYS],
-        daily=[f"results/tables/daily/date={day}/data.parquet" for day in REPORT_DAYS],
-        hourly=[f"results/tables/hourly/date={day}/data.parquet" for day in REPORT_DAYS],
+        metadata=report_metadata,
+        daily=report_tables("daily"),
+        hourly=report_tables("hourly"),
         receipts=requested_receipts,
-        images=REPORT_IMAGES,
+        images=report_images,
     output:
         **REPORT_CHARTS,
         index="results/report/charts.json",

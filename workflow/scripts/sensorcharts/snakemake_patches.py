@@ -1,4 +1,4 @@
-"""The two places where the workflow reaches into Snakemake's internals, kept together.
+"""The three places where the workflow reaches into Snakemake's internals, kept together.
 
 Both were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
 ``min_version`` names. ``tests/test_snakemake_patches.py`` fails as soon as the pinned Snakemake no longer
@@ -11,12 +11,16 @@ has what they rely on (see :func:`missing`); at run time another Snakemake is le
 * :func:`forget_listing`: while it builds the DAG, Snakemake lists each folder once and from then on takes
   a file that was not listed for missing. The workflow writes fingerprint files during the DAG (from an
   input function), so it tells Snakemake to list their folder again.
+* :func:`params_without_pandas`: to tell whether a job's params changed, Snakemake imports pandas (about
+  0.7 s of CPU, a sixth of a cron run that has nothing to do) in case a param is a pandas object. None can
+  be while pandas is not imported, so params are then compared as the builtin values they are.
 
 Imported by the workflow only (``workflow/rules/common.smk``), never by a job: Snakemake is imported lazily.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 
 # Set on a scheduler while its one re-scheduling timer is pending.
@@ -40,6 +44,14 @@ def missing() -> list[str]:
     else:
         if not isinstance(getattr(IOCache(0).exists_local, "has_inventory", None), set):
             problems.append("IOCache().exists_local has no set has_inventory (the folders listed)")
+    try:
+        from snakemake.persistence import PersistenceBase as Persistence
+    except ImportError as exc:
+        problems.append(f"snakemake.persistence.PersistenceBase cannot be imported ({exc})")
+    else:
+        for method in ("_serialize_param_pandas", "_serialize_param_builtin"):
+            if not callable(getattr(Persistence, method, None)):
+                problems.append(f"PersistenceBase has no method {method}(value)")
     return problems
 
 
@@ -88,4 +100,30 @@ def forget_listing(workflow, folder: str) -> bool:
     if not isinstance(listed, set):
         return False
     listed.discard(folder)
+    return True
+
+
+def params_without_pandas() -> bool:
+    """Compare params without importing pandas while nothing else has imported it.
+
+    Snakemake 9 serialises each param of each job to see whether it changed since the last run, through
+    ``Persistence._serialize_param_pandas`` when pandas is installed, which imports pandas to check whether
+    the value is a DataFrame, Series or Index. An object of a module that was never imported cannot exist,
+    so until pandas is in ``sys.modules`` the builtin serialisation gives the same answer. Returns whether
+    Snakemake was patched.
+    """
+    try:
+        from snakemake.persistence import PersistenceBase as Persistence
+    except ImportError:
+        return False
+    original = getattr(Persistence, "_serialize_param_pandas", None)
+    if not callable(original) or not callable(getattr(Persistence, "_serialize_param_builtin", None)):
+        return False
+
+    def serialize_param(self, value):
+        if "pandas" in sys.modules:
+            return original(self, value)
+        return self._serialize_param_builtin(value)
+
+    Persistence._serialize_param_pandas = serialize_param
     return True
