@@ -1,6 +1,6 @@
 """The benchmark suite: one command, every figure measured side by side in the same run.
 
-    tools/with-env python bench/run.py            # full: about 7 minutes on 2 cores
+    tools/with-env python bench/run.py            # full: about 25 minutes on 2 cores (WeeWX and a cluster included)
     tools/with-env python bench/run.py --quick    # a few days of data, a few minutes (CI smoke)
 
 It builds its own synthetic PostgreSQL data (one reading a minute for temperature, humidity and pressure;
