@@ -1,6 +1,7 @@
 # The workflow's Python: config validation, the requested days, and the input functions that decide
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
+import functools
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -239,7 +240,15 @@ def recent_receipts(wildcards=None):
 # without them (a period ended, a latest pointer may be refreshed, a grace period ended, keys wait for
 # budget): this file, an input of the index rules, then gets new content, which Snakemake reruns on.
 INDEX_DUE = "results/publish/index-due.txt"
-_index_due_checked = []
+
+
+@functools.cache
+def _refresh_index_due():
+    """Once per run: new content for INDEX_DUE when the last index job's schedule says it has work."""
+    if workflow.is_main_process and (indexing.index_due(SCHEDULE, PLAN.now) or not Path(INDEX_DUE).exists()):
+        from sensorcharts import atomic
+
+        atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
 
 
 def index_due(days):
@@ -250,12 +259,7 @@ def index_due(days):
     def input_function(wildcards):
         if days:
             FINGERPRINTS.path(days[0])
-        if not _index_due_checked and workflow.is_main_process:
-            _index_due_checked.append(True)
-            if indexing.index_due(SCHEDULE, PLAN.now) or not Path(INDEX_DUE).exists():
-                from sensorcharts import atomic
-
-                atomic.write_text(INDEX_DUE, PLAN.now.isoformat() + "\n")
+        _refresh_index_due()
         return INDEX_DUE
 
     return input_function

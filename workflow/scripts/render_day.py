@@ -15,7 +15,8 @@ def main(snakemake):
     day, tz = parse_date(snakemake.wildcards.date), zone(snakemake.params.timezone)
     # The declared outputs say which charts to draw.
     daily = {ChartId.from_path(p).sensor: p for p in snakemake.output.daily}
-    hourly = {(c.sensor, c.stamp): p for p, c in ((p, ChartId.from_path(p)) for p in snakemake.output.hourly)}
+    hourly_paths = list(snakemake.output.hourly)
+    hourly = {(c.sensor, c.stamp): p for p, c in zip(hourly_paths, map(ChartId.from_path, hourly_paths))}
     metas = render_day(
         read_readings(snakemake.input.readings),
         day,
