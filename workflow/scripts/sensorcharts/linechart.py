@@ -127,7 +127,8 @@ class LineChart:
         self.change_line = self.ax.axvline(0.0, color="0.35", lw=1.0, ls="--", zorder=1.5, visible=False)
         self.change_text = self.ax.text(0.0, 0.98, "", transform=self.ax.get_xaxis_transform(), ha="left",
                                         va="top", fontsize="small", color="0.25", visible=False)
-        self.layers = Layers(self.figure, [self.figure.patch, self.ax.patch, self.ax.xaxis])
+        # Room for the time axes of a day in each of a zone's two offsets and of its clock-change days.
+        self.layers = Layers(self.figure, [self.figure.patch, self.ax.patch, self.ax.xaxis], keep=56)
         self.time_axis = None  # what the time axis shows now: the key of its background in self.layers
 
     def _line(self, i: int):
@@ -180,10 +181,7 @@ class LineChart:
             self.change_line.set_xdata([clock_change[0]] * 2)
             self.change_text.set_x(clock_change[0] + 0.005 * (xlim[1] - xlim[0]))
             self.change_text.set_text(clock_change[1])
-        self.ax.set_xlim(*xlim)
-        self.ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
-        self.ax.set_xlabel(xlabel)
-        self.time_axis = (tuple(xlim), tuple(ticks), xlabel)
+        self._set_time_axis(xlim, ticks, xlabel)
         self.ax.set_ylabel(ylabel)
         # A fixed title position: matplotlib would otherwise measure every tick label to place it (~5 ms).
         self.ax.set_title(title, y=1.0, pad=6.0)
@@ -194,10 +192,24 @@ class LineChart:
             self.ax.legend(loc="upper right", fontsize="small", title="device")
         return readings_shown(series)
 
+    def _set_time_axis(self, xlim: tuple[float, float], ticks: list[tuple[float, str]], xlabel: str) -> None:
+        self.ax.set_xlim(*xlim)
+        self.ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+        self.ax.set_xlabel(xlabel)
+        self.time_axis = (tuple(xlim), tuple(ticks), xlabel)
+
     def render(self, meta: ChartMeta) -> bytes:
         """The chart as ``draw`` left it, as PNG bytes."""
         self.layers.draw(self.time_axis)
         return png_bytes(self.figure, meta)
+
+    def keep_time_axes(self, axes: list[tuple[tuple[float, float], list[tuple[float, str]], str]]) -> None:
+        """Draw and keep the background of each ``(xlim, ticks, xlabel)`` not kept yet, for charts drawn
+        later by this process or by its forks. The next ``draw`` sets everything again."""
+        for xlim, ticks, xlabel in axes:
+            if (tuple(xlim), tuple(ticks), xlabel) not in self.layers.regions:
+                self._set_time_axis(xlim, ticks, xlabel)
+                self.layers.keep_background(self.time_axis)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,41 +258,37 @@ class Track:
 def tracks(frame, names, validity: dict | None = None) -> dict[str, Track]:
     """A :class:`Track` per sensor in ``names``, from a frame of readings (columns as in the extract).
 
-    String columns are factorized once (integer codes), since comparing or converting pandas strings row by
-    row costs more than drawing on a dense day.
+    Only the rows of ``names`` are looked at past finding them: comparing or converting pandas strings row by
+    row costs more than drawing on a dense day, so each sensor's rows are found with one vectorized
+    comparison, and device names are factorized (integer codes) within them.
     """
     import pandas as pd
 
-    from .tables import validity_masks
+    from .tables import Validity
 
-    if "valid" in frame.columns:  # marked already (tables.mark_validity)
-        valid_all, outside_all = frame["valid"].to_numpy(dtype=bool), frame["out_of_range"].to_numpy(dtype=bool)
-    else:
-        valid_all, outside_all = validity_masks(frame, validity)
+    marked = "valid" in frame.columns  # by tables.mark_validity
     t_all = frame["recorded_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
     y_all = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    sensor_codes, sensor_names = pd.factorize(frame["sensor"])
-    code_of = {name: code for code, name in enumerate(sensor_names)}
-    if "device" in frame.columns:
-        device_codes, device_labels = pd.factorize(frame["device"], use_na_sentinel=False)
-    else:
-        device_codes, device_labels = np.zeros(len(frame), dtype=np.int64), [None]
     out = {}
     for name in names:
-        mine = np.flatnonzero(sensor_codes == code_of.get(name, -2))
+        mine = np.flatnonzero((frame["sensor"] == name).to_numpy(dtype=bool, na_value=False))
         mine = mine[np.argsort(t_all[mine], kind="stable")]  # extracts are in time order: a linear pass
-        codes = device_codes[mine]
-        present = np.unique(codes)
+        y = y_all[mine]
+        if marked:
+            valid, outside = (frame[c].to_numpy(dtype=bool)[mine] for c in ("valid", "out_of_range"))
+        else:
+            valid, outside = (validity or {}).get(name, Validity()).masks(y)
         devices = []
-        if len(present) > 1:
-            # Sorted by name, a missing device last and labelled "nan" (as pandas' groupby has it).
-            named = []
-            for code in present:
-                label = device_labels[code]
-                missing = label is None or label != label
-                named.append((missing, "nan" if missing else str(label), np.flatnonzero(codes == code)))
-            devices = [(label, positions) for _, label, positions in sorted(named, key=lambda n: n[:2])]
-        out[name] = Track(t_all[mine], y_all[mine], valid_all[mine], outside_all[mine], devices)
+        if "device" in frame.columns and len(mine):
+            codes, labels = pd.factorize(frame["device"].take(mine), use_na_sentinel=False)
+            if len(labels) > 1:
+                # Sorted by name, a missing device last and labelled "nan" (as pandas' groupby has it).
+                named = []
+                for code, label in enumerate(labels):
+                    missing = label is None or label != label
+                    named.append((missing, "nan" if missing else str(label), np.flatnonzero(codes == code)))
+                devices = [(label, positions) for _, label, positions in sorted(named, key=lambda n: n[:2])]
+        out[name] = Track(t_all[mine], y, valid, outside, devices)
     return out
 
 

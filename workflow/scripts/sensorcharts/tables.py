@@ -81,6 +81,16 @@ class Validity:
     def from_spec(cls, spec: dict) -> "Validity":
         return cls(spec.get("valid_min"), spec.get("valid_max"), spec.get("out_of_range", "drop") == "keep")
 
+    def masks(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(valid, out_of_range)`` of one sensor's ``values`` (float, NaN for NULL): see :func:`mark_validity`."""
+        finite = np.isfinite(values)
+        outside = np.zeros(len(values), dtype=bool)
+        if self.valid_min is not None:
+            outside |= finite & (values < self.valid_min)
+        if self.valid_max is not None:
+            outside |= finite & (values > self.valid_max)
+        return finite & (~outside | self.keep_out_of_range), outside
+
 
 def validity_from_config(sensors: dict) -> dict[str, Validity]:
     """``config["sensors"]`` as ``{sensor: Validity}``."""
@@ -90,23 +100,15 @@ def validity_from_config(sensors: dict) -> dict[str, Validity]:
 def validity_masks(readings: pd.DataFrame, validity: dict[str, Validity] | None = None):
     """``(valid, out_of_range)`` boolean arrays for ``readings``: see :func:`mark_validity`."""
     values = readings["value"].to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = np.isfinite(values)
-    outside = np.zeros(len(readings), dtype=bool)
-    keep = np.zeros(len(readings), dtype=bool)
+    valid, outside = Validity().masks(values)
     if validity and len(readings):
         codes, names = pd.factorize(readings["sensor"])  # integer codes: string columns compare slowly
         for code, name in enumerate(names):
             rule = validity.get(name)
-            if rule is None:
-                continue
-            mine = codes == code
-            if rule.valid_min is not None:
-                outside |= mine & finite & (values < rule.valid_min)
-            if rule.valid_max is not None:
-                outside |= mine & finite & (values > rule.valid_max)
-            if rule.keep_out_of_range:
-                keep |= mine
-    return finite & (~outside | keep), outside
+            if rule is not None:
+                mine = np.flatnonzero(codes == code)
+                valid[mine], outside[mine] = rule.masks(values[mine])
+    return valid, outside
 
 
 def mark_validity(readings: pd.DataFrame, validity: dict[str, Validity] | None = None) -> pd.DataFrame:
