@@ -19,7 +19,7 @@ from PIL import Image
 from sensorcharts import chartcache, png
 from sensorcharts.chartbase import NO_DATA, ChartMeta, Sensor
 from sensorcharts.chartcache import ChartCache
-from sensorcharts.charts import heatmap_of, line_chart, render_cumulative, render_day, warm_up
+from sensorcharts.charts import heatmap_of, line_chart, render_cumulative, render_day, warm_day, warm_up
 from sensorcharts.database import readings_schema
 from sensorcharts.heatmap import Heatmap, hour_matrix, window_text
 from sensorcharts.linechart import LineChart, break_gaps, day_clock_change, day_ticks, decimate, hour_axis
@@ -325,8 +325,9 @@ def test_chart_bytes_do_not_depend_on_what_was_drawn_before(tmp_path, fall_rows)
 
 
 def test_warm_up_leaves_no_trace_in_later_charts(tmp_path, fall_rows):
-    """The warm job server draws once before forking jobs (charts.warm_up): the charts its jobs then draw
-    must be the bytes that fresh figures give, daily, hourly and heatmap alike."""
+    """The warm job server draws once before forking jobs (charts.warm_up), and keeps the time axes of the
+    days its jobs draw (charts.warm_day): the charts its jobs then draw must be the bytes that fresh figures
+    give, daily, hourly and heatmap alike."""
     frame = readings_frame(fall_rows)
     days = [date(2025, 11, 1), FALL]
     hourly_table = _hourly_of({days[0]: minute_rows(days[0], LA, every_minutes=20), days[1]: fall_rows})
@@ -336,10 +337,14 @@ def test_warm_up_leaves_no_trace_in_later_charts(tmp_path, fall_rows):
         heatmap_of.cache_clear()
         if run == "warmed":
             warm_up(window_days=2)
+            warm_day(FALL, LA)  # what the warm server keeps after a day's job: the day's time axes
+            kept = len(line_chart().layers.regions)
         daily, hourly = png_paths(tmp_path / run, FALL, ["temperature", "humidity"], ["2025-11-02T01_2"])
         render_day(frame, FALL, LA, SENSORS, daily, hourly)
         render_cumulative(hourly_table, FALL, LA, 2, SENSORS, {"humidity": str(tmp_path / run / "cumulative.png")})
         outputs.append({p.relative_to(tmp_path / run): p.read_bytes() for p in (tmp_path / run).rglob("*.png")})
+        if run == "warmed":  # the day's axes were all kept: the job drew none of its own
+            assert len(line_chart().layers.regions) == kept
     assert len(outputs[0]) == 5
     assert outputs[0] == outputs[1]
 

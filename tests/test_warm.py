@@ -205,6 +205,35 @@ def test_served_jobs_import_nothing_the_server_has_not(postgres_db, sqlite_db, t
     assert imported == [], imported
 
 
+def _render_day_spec(day: str, timezone: str) -> dict:
+    """A render_day job as the server receives it (jobprocess.describe), as far as its warm-up reads it."""
+    def named(**items):
+        return {"items": list(items.values()), "names": {name: [i, None] for i, name in enumerate(items)}}
+
+    return {"rule": "render_day_ordinary", "input": named(), "output": named(), "log": named(), "config": {},
+            "params": named(code="x", timezone=timezone, sensors={}), "wildcards": named(date=day)}
+
+
+def test_after_handing_over_a_render_job_the_server_keeps_the_days_time_axes(capsys):
+    """Its next children then start with them drawn (charts.warm_day); a script that cannot warm up costs
+    one line on the server's stderr (its error file) and nothing else; a script without ``warm`` is left be."""
+    import datetime
+
+    from sensorcharts import warmserver
+    from sensorcharts.charts import daily_axis, hourly_axis, line_chart
+    from sensorcharts.timegrid import hour_slots, zone
+
+    day, tz = datetime.date(2025, 3, 9), zone("America/Los_Angeles")  # spring forward: 23 hours
+    warmserver._warm_for({"script": "render_day", "job": _render_day_spec(day.isoformat(), tz.key)})
+    axes = [daily_axis(day, tz), *(hourly_axis(slot, tz)[0] for slot in hour_slots(day, tz))]
+    assert len(axes) == 24
+    assert all((tuple(xlim), tuple(ticks), xlabel) in line_chart().layers.regions for xlim, ticks, xlabel in axes)
+    warmserver._warm_for({"script": "render_day", "job": _render_day_spec("2025-03-10", "Mars/Olympus_Mons")})
+    warmserver._warm_for({"script": "extract_day", "job": _render_day_spec("2025-03-10", tz.key)})
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warm-up after a render_day_ordinary job failed:") and "Mars/Olympus_Mons" in line
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (2) The server exits by itself once idle
 # ---------------------------------------------------------------------------------------------------------

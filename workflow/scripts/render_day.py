@@ -30,3 +30,12 @@ def main(snakemake):
     drawn = sum(m.drawn for m in metas)
     log.info("%s: %d images, %d drawn, %d unchanged (copied from the chart cache)", day, len(metas), drawn,
              len(metas) - drawn)
+
+
+def warm(snakemake):
+    """Run by the warm job server once it has handed this job to its child: draws the day's time axes in
+    the server, so that the render jobs of the next days start with them (charts.warm_day)."""
+    from sensorcharts.charts import warm_day
+    from sensorcharts.timegrid import parse_date, zone
+
+    warm_day(parse_date(snakemake.wildcards.date), zone(snakemake.params.timezone))

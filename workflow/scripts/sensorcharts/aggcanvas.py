@@ -176,19 +176,23 @@ class Layers:
                 others.append(ax)
         return others
 
-    def draw(self, key) -> None:
-        renderer = self.figure.canvas.get_renderer()
-        region = self.regions.get(key)
-        if region is None:
-            renderer.clear()
-            with _hidden(self._others()):
-                self.figure.draw(renderer)
-            region = self.regions[key] = renderer.copy_from_bbox(self.figure.bbox)
-            while len(self.regions) > self.keep:
-                self.regions.popitem(last=False)
-        else:
+    def keep_background(self, key) -> None:
+        """Draw the background artists as they are now and keep their pixels as ``key``'s, unless kept already."""
+        if key in self.regions:
             self.regions.move_to_end(key)
-        renderer.restore_region(region)
+            return
+        renderer = self.figure.canvas.get_renderer()
+        renderer.clear()
+        with _hidden(self._others()):
+            self.figure.draw(renderer)
+        self.regions[key] = renderer.copy_from_bbox(self.figure.bbox)
+        while len(self.regions) > self.keep:
+            self.regions.popitem(last=False)
+
+    def draw(self, key) -> None:
+        self.keep_background(key)
+        renderer = self.figure.canvas.get_renderer()
+        renderer.restore_region(self.regions[key])
         with _hidden(self.background):
             self.figure.draw(renderer)
 

@@ -26,7 +26,8 @@ from .tables import Validity
 from .timegrid import cumulative_window, day_bounds, hour_slots, iso_local, zone_abbreviations
 
 __all__ = ["DPI", "HEIGHT_IN", "NO_DATA", "WIDTH_IN", "ChartMeta", "Heatmap", "LineChart", "Sensor", "_series",
-           "heatmap_of", "line_chart", "render_cumulative", "render_day", "sensors_from_config", "warm_up"]
+           "daily_axis", "heatmap_of", "hourly_axis", "line_chart", "render_cumulative", "render_day",
+           "sensors_from_config", "warm_day", "warm_up"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,6 +66,29 @@ def warm_up(window_days: int = 30) -> None:
     digest()
 
 
+def daily_axis(day: date, tz: ZoneInfo) -> tuple:
+    """The time axis of ``day``'s daily charts: ``(xlim, ticks, xlabel)``."""
+    start, end = day_bounds(day, tz)
+    xlabel = f"Local time ({zone_abbreviations(start, end, tz)})"
+    return (0.0, (end - start).total_seconds()), day_ticks(day, tz), xlabel
+
+
+def hourly_axis(slot, tz: ZoneInfo) -> tuple[tuple, str]:
+    """The time axis ``(xlim, ticks, xlabel)`` of hour ``slot``'s charts, and the hour's period text."""
+    ticks, period = hour_axis(slot, tz)
+    xlabel = f"Local time ({slot.start.astimezone(tz).tzname()})"
+    return ((0.0, (slot.end - slot.start).total_seconds()), ticks, xlabel), period
+
+
+def warm_day(day: date, tz: ZoneInfo) -> None:
+    """Keep the time axes of ``day``'s charts drawn in this process's line chart, for processes forked from
+    it later: the warm job server calls it after handing a day's render job to its child, so that the jobs
+    of the following days (the same axes, unless a clock change comes between) start with them drawn
+    (0.2-0.3 s of each job's ~3 s of CPU). The axes are backgrounds only, so nothing of a day reaches another
+    day's charts."""
+    line_chart().keep_time_axes([daily_axis(day, tz), *(hourly_axis(slot, tz)[0] for slot in hour_slots(day, tz))])
+
+
 def _write_chart(path: str, meta: ChartMeta, inputs: tuple, cache: ChartCache | None,
                  draw: Callable[[], bytes], began: float) -> ChartMeta:
     """Write the chart of ``inputs`` (what ``draw`` draws) to ``path``: copied from ``cache`` when it holds
@@ -95,7 +119,6 @@ def render_day(
     """
     chart = line_chart()
     start, end = day_bounds(day, tz)
-    zone_name = zone_abbreviations(start, end, tz)
     by_name = {s.name: s for s in sensors}
     wanted = dict.fromkeys([*daily_paths, *(name for name, _ in hourly_paths)])
     by_sensor = tracks(frame, wanted, {s.name: s.validity for s in sensors})
@@ -103,14 +126,12 @@ def render_day(
     planned = []  # (path, sensor, interval, stamp, period [lo, hi), time axis, title, clock change)
     for sensor_name, path in daily_paths.items():
         sensor = by_name[sensor_name]
-        axis = ((0.0, (end - start).total_seconds()), day_ticks(day, tz), f"Local time ({zone_name})")
         title = f"{sensor.display_name} · {day.isoformat()} · {tz.key}"
-        planned.append((path, sensor, "daily", day.isoformat(), start, end, axis, title, day_clock_change(day, tz)))
+        planned.append((path, sensor, "daily", day.isoformat(), start, end, daily_axis(day, tz), title,
+                        day_clock_change(day, tz)))
     for (sensor_name, stamp), path in hourly_paths.items():
         sensor, slot = by_name[sensor_name], slots[stamp]
-        ticks, period = hour_axis(slot, tz)
-        axis = ((0.0, (slot.end - slot.start).total_seconds()), ticks,
-                f"Local time ({slot.start.astimezone(tz).tzname()})")
+        axis, period = hourly_axis(slot, tz)
         title = f"{sensor.display_name} · {day.isoformat()} {period} · {tz.key}"
         planned.append((path, sensor, "hourly", stamp, slot.start, slot.end, axis, title, None))
     metas = []

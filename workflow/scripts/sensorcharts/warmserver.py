@@ -80,6 +80,19 @@ def preload() -> None:
     warm_up()
 
 
+def _warm_for(request: dict) -> None:
+    """Let the job's workflow script prepare this server for more jobs like it: its ``warm(job)``, if it has
+    one, keeps in memory what the next children would otherwise compute again (render_day.py: the day's
+    time axes). Run after the job went to its child, while no client waits; never the job's data, which
+    stays in the child. A failure costs only the warmth: one line in the server's error file."""
+    try:
+        warm = getattr(importlib.import_module(request["script"]), "warm", None)
+        if warm is not None:
+            warm(Job(request["job"]))
+    except Exception as exc:  # noqa: BLE001
+        print(f"warm-up after a {request['job'].get('rule')} job failed: {exc!r}", file=sys.stderr, flush=True)
+
+
 def _same_folder(path: Path, held: int) -> bool:
     """Whether ``path`` is still the folder open as ``held`` (not deleted, moved away or replaced)."""
     try:
@@ -128,6 +141,7 @@ def serve(path: str, lock_fd: int | None = None) -> None:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     selector.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
+    warm_ups: list[dict] = []  # requests whose script may prepare this server for more jobs like them
     last_success = time.monotonic()  # failed jobs do not count: a server failing every job still idles out
     try:
         while not stopped and (children or listener and time.monotonic() - last_success < IDLE_EXIT_S):
@@ -136,7 +150,10 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                 remove_socket(folder, name, bound)
                 listener.close()
                 listener = None
-            for key, _ in selector.select(timeout=1.0):
+            events = selector.select(timeout=0 if warm_ups else 1.0)
+            if not events and warm_ups:  # nothing waits: time to prepare for later jobs
+                _warm_for(warm_ups.pop(0))
+            for key, _ in events:
                 if key.fileobj == wake_r:
                     try:  # one byte per signal; any left over wakes the next select
                         os.read(wake_r, 4096)
@@ -195,6 +212,7 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                         os.close(fd)
                     children[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
+                    warm_ups.append({"script": request["script"], "job": request["job"]})  # not its environment
                 else:  # a job's connection is readable only when its client is gone: stop the job
                     selector.unregister(key.fileobj)
                     _kill_job(key.data)
