@@ -27,7 +27,7 @@ from .timegrid import cumulative_window, day_bounds, hour_slots, iso_local, zone
 
 __all__ = ["DPI", "HEIGHT_IN", "NO_DATA", "WIDTH_IN", "ChartMeta", "Heatmap", "LineChart", "Sensor", "_series",
            "daily_axis", "heatmap_of", "hourly_axis", "line_chart", "render_cumulative", "render_day",
-           "sensors_from_config", "warm_day", "warm_up"]
+           "sensors_from_config", "warm_day", "warm_up", "warm_up_steps"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,8 +42,9 @@ def heatmap_of(rows: int) -> Heatmap:
     return Heatmap(rows)
 
 
-def warm_up(window_days: int = 30) -> None:
-    """Build this process's figures and draw each once, in memory, so that the next chart starts warm.
+def warm_up_steps(window_days: int = 30) -> list[Callable[[], None]]:
+    """Build this process's figures and draw each once, in memory, so that the next chart starts warm: as
+    steps of one chart each (~0.1 s), which the warm job server runs while no client waits.
 
     For a process that forks jobs (sensorcharts.warm): a first chart costs more than the next ones (figure
     and tick artists, fonts, text layout and glyph caches, the digest of the drawing code). Every draw sets
@@ -51,19 +52,29 @@ def warm_up(window_days: int = 30) -> None:
     text layouts and glyph bitmaps it leaves are what every forked job starts with (aggcanvas.render_font).
     """
     meta = ChartMeta("warm-up.png", "warm-up", "daily", "1970-01-01", 0, "", "")
-    chart = line_chart()
     x = np.linspace(0.0, 3600.0, 61)
-    for hour in range(24):  # the digits of every hour's tick labels, at the places they take
+
+    def hour_chart(hour: int) -> None:  # the digits of every hour's tick labels, at the places they take
         ticks = [(m * 60.0, f"{(hour + m // 60) % 24:02d}:{m % 60:02d}") for m in range(0, 61, 10)]
+        chart = line_chart()
         chart.draw([(None, x, np.sin(x / 600.0) + hour)], (0.0, 3600.0), ticks, "Local time (UTC)",
                    "Warm-up (°C)", f"Warm-up · 1970-01-01 {hour:02d}:00–{hour:02d}:59 UTC · Etc/UTC")
         chart.render(meta)
-    heatmap = heatmap_of(window_days)
-    days = [date(1970, 1, 1) + timedelta(days=i) for i in range(window_days)]
-    heatmap.draw(np.arange(window_days * 24, dtype=float).reshape(window_days, 24), days,
-                 Sensor("warm-up", "Warm-up", "", Validity()), "warm-up", "Local hour (UTC)")
-    heatmap.render(meta)
-    digest()
+
+    def heatmap() -> None:
+        days = [date(1970, 1, 1) + timedelta(days=i) for i in range(window_days)]
+        figure = heatmap_of(window_days)
+        figure.draw(np.arange(window_days * 24, dtype=float).reshape(window_days, 24), days,
+                    Sensor("warm-up", "Warm-up", "", Validity()), "warm-up", "Local hour (UTC)")
+        figure.render(meta)
+
+    return [*(functools.partial(hour_chart, hour) for hour in range(24)), heatmap, digest]
+
+
+def warm_up(window_days: int = 30) -> None:
+    """All of :func:`warm_up_steps` at once."""
+    for step in warm_up_steps(window_days):
+        step()
 
 
 def daily_axis(day: date, tz: ZoneInfo) -> tuple:

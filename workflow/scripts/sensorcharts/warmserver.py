@@ -1,12 +1,15 @@
 """The warm job server itself (``python -m sensorcharts.warmserver <socket> [<start lock fd>]``), started by
 warm.py, which describes how jobs reach it and what keeps it safe.
 
-It imports what jobs use once (PRELOAD), then forks one child per job, which takes the job's working
+It imports what jobs use once (PRELOAD), listens, then forks one child per job, which takes the job's working
 directory, environment, umask, stdout and stderr and runs the workflow script's ``main`` (jobprocess.py).
+Between jobs it warms up, a step at a time: the charts' figures and text caches, then what each job's script
+asks for, so that later children start warm without the first jobs of a run waiting for it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -15,7 +18,9 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from pathlib import Path
+from typing import Callable
 
 from . import sameuser
 from .jobprocess import Job, run_main
@@ -70,14 +75,17 @@ def _receive_request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 
 def preload() -> None:
-    """What the server does once, so that its children need not: import what jobs use, and draw once, so
-    that every child starts with the figures built and matplotlib's font and text caches filled, as the
-    second chart of a long-lived process does (~25 ms a job)."""
+    """What the server imports once, before it listens, so that its children need not."""
     for module in PRELOAD:
         importlib.import_module(module)
-    from .charts import warm_up
 
-    warm_up()
+
+def _warm_step(step: Callable[[], None]) -> None:
+    """One step of warm-up work; a failure costs only the warmth: one line in the server's error file."""
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001
+        print(f"warm-up step failed: {exc!r}", file=sys.stderr, flush=True)
 
 
 def _warm_for(request: dict) -> None:
@@ -118,6 +126,13 @@ def serve(path: str, lock_fd: int | None = None) -> None:
     # Held open, the scripts folder's inode cannot be reused: a new clone in its place is told apart.
     scripts = os.open(SCRIPTS, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     preload()
+    from .charts import warm_up_steps
+
+    # Work that makes later children start warm, done a step at a time while no client waits: first the
+    # charts' warm-up (figures built, text caches filled: ~25 ms of every render job's first chart, 2 s in
+    # all, which would otherwise delay the first jobs of a run), then what each job's script asks for
+    # (_warm_for).
+    warm_work: deque[Callable[[], None]] = deque(warm_up_steps())
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # owner only, in a folder that is owner only already
     try:
@@ -141,7 +156,6 @@ def serve(path: str, lock_fd: int | None = None) -> None:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     selector.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
-    warm_ups: list[dict] = []  # requests whose script may prepare this server for more jobs like them
     last_success = time.monotonic()  # failed jobs do not count: a server failing every job still idles out
     try:
         while not stopped and (children or listener and time.monotonic() - last_success < IDLE_EXIT_S):
@@ -150,9 +164,9 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                 remove_socket(folder, name, bound)
                 listener.close()
                 listener = None
-            events = selector.select(timeout=0 if warm_ups else 1.0)
-            if not events and warm_ups:  # nothing waits: time to prepare for later jobs
-                _warm_for(warm_ups.pop(0))
+            events = selector.select(timeout=0 if warm_work else 1.0)
+            if not events and warm_work:  # nothing waits: time to prepare for later jobs
+                _warm_step(warm_work.popleft())
             for key, _ in events:
                 if key.fileobj == wake_r:
                     try:  # one byte per signal; any left over wakes the next select
@@ -212,7 +226,8 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                         os.close(fd)
                     children[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
-                    warm_ups.append({"script": request["script"], "job": request["job"]})  # not its environment
+                    # The job's rule and wildcards, not its environment.
+                    warm_work.append(functools.partial(_warm_for, {"script": request["script"], "job": request["job"]}))
                 else:  # a job's connection is readable only when its client is gone: stop the job
                     selector.unregister(key.fileobj)
                     _kill_job(key.data)
