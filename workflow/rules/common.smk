@@ -105,6 +105,8 @@ def _fingerprint_block(days):
     sentence: raised from an input function, any Exception would come wrapped in Snakemake's report with
     wildcards and a traceback, so this exits instead (Snakemake holds no lock while building the DAG).
     """
+    if not all(Path(FINGERPRINTS.folder, f"{day.isoformat()}.txt").exists() for day in days):
+        _start_warm_server()  # new days, whose extracts will run: the server need not wait for the query
     source = Source.from_config(settings.database_url(config), config["database"])
     try:
         return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)
@@ -117,11 +119,16 @@ def _fingerprints_written(folder):
 
     Make Snakemake look at ``folder`` again: it caches directory listings while it builds the DAG, so a
     fingerprint written after the folder was listed (a day outside the blocks, asked for by path, is
-    fingerprinted when the DAG reaches it) would otherwise look missing. And start the warm job server
-    now (in the background), so that its imports overlap the rest of the DAG instead of delaying the first
-    jobs; not for a dry-run, --touch or a cluster, where no job runs here.
+    fingerprinted when the DAG reaches it) would otherwise look missing. And start the warm job server.
     """
     snakemake_patches.forget_listing(workflow, folder)
+    _start_warm_server()
+
+
+def _start_warm_server():
+    """Start the warm job server now (in the background) when jobs will run, so that its imports overlap the
+    rest of the DAG instead of delaying the first jobs; not for a dry-run, --touch or a cluster, where no
+    job runs here. Does nothing when the server runs or is starting already."""
     if (
         workflow.executor_plugin is not None
         and workflow.local_exec
