@@ -44,17 +44,18 @@ VALIDITY = {
     for name, spec in config["sensors"].items()
 }
 # Rule outputs are fixed patterns, but a day's hourly images depend on the day: DST days and today (so
-# far) have other hours than T00..T23. Each set of hour labels gets its own render and upload rule,
-# restricted to its dates; every other date is ordinary.
+# far) have other hours than T00..T23. Each set of hour labels gets its own render and upload rules,
+# restricted to its dates; the ordinary rules take any date, and a special date's own rules come first
+# (ruleorder). Excluding the special dates from the ordinary pattern instead (a look-ahead of every clock
+# change since 1970) made each of the ordinary rules' ~80 output patterns cost 2.7 ms to compile, in every run.
 _special = PLAN.render_kinds()
-_special_dates = [d for _, dates in _special.values() for d in dates]
 DAY_KINDS = {
-    "ordinary": (
-        tuple(f"T{h:02d}" for h in range(24)),
-        f"(?!{alternation(_special_dates)}){DATE_RE}" if _special_dates else DATE_RE,
-    ),
+    "ordinary": (tuple(f"T{h:02d}" for h in range(24)), DATE_RE),
     **{kind: (labels, alternation(dates)) for kind, (labels, dates) in _special.items()},
 }
+for _kind in _special:
+    for _rules in ("render_day", "upload_day", "upload_folder")[: 2 if _kind == "today" else 3]:
+        workflow.ruleorder(f"{_rules}_{_kind}", f"{_rules}_ordinary")  # no folder for today: never finished
 
 try:
     PUBLISH = providers.Settings.load()
