@@ -135,14 +135,15 @@ def render_day(
     by_sensor = tracks(frame, wanted, {s.name: s.validity for s in sensors})
     slots = {s.stamp: s for s in hour_slots(day, tz)}
     planned = []  # (path, sensor, interval, stamp, period [lo, hi), time axis, title, clock change)
+    day_axis, day_change = daily_axis(day, tz), day_clock_change(day, tz)
     for sensor_name, path in daily_paths.items():
         sensor = by_name[sensor_name]
         title = f"{sensor.display_name} · {day.isoformat()} · {tz.key}"
-        planned.append((path, sensor, "daily", day.isoformat(), start, end, daily_axis(day, tz), title,
-                        day_clock_change(day, tz)))
+        planned.append((path, sensor, "daily", day.isoformat(), start, end, day_axis, title, day_change))
+    hour_axes = {stamp: hourly_axis(slot, tz) for stamp, slot in slots.items()}  # shared by the sensors
     for (sensor_name, stamp), path in hourly_paths.items():
         sensor, slot = by_name[sensor_name], slots[stamp]
-        axis, period = hourly_axis(slot, tz)
+        axis, period = hour_axes[stamp]
         title = f"{sensor.display_name} · {day.isoformat()} {period} · {tz.key}"
         planned.append((path, sensor, "hourly", stamp, slot.start, slot.end, axis, title, None))
     metas = []

@@ -192,11 +192,15 @@ class LineChart:
             self.ax.legend(loc="upper right", fontsize="small", title="device")
         return readings_shown(series)
 
+    @staticmethod
+    def _axis_key(xlim: tuple[float, float], ticks: list[tuple[float, str]], xlabel: str) -> tuple:
+        return tuple(xlim), tuple(ticks), xlabel
+
     def _set_time_axis(self, xlim: tuple[float, float], ticks: list[tuple[float, str]], xlabel: str) -> None:
         self.ax.set_xlim(*xlim)
         self.ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
         self.ax.set_xlabel(xlabel)
-        self.time_axis = (tuple(xlim), tuple(ticks), xlabel)
+        self.time_axis = self._axis_key(xlim, ticks, xlabel)
 
     def render(self, meta: ChartMeta) -> bytes:
         """The chart as ``draw`` left it, as PNG bytes."""
@@ -207,7 +211,7 @@ class LineChart:
         """Draw and keep the background of each ``(xlim, ticks, xlabel)`` not kept yet, for charts drawn
         later by this process or by its forks. The next ``draw`` sets everything again."""
         for xlim, ticks, xlabel in axes:
-            if (tuple(xlim), tuple(ticks), xlabel) not in self.layers.regions:
+            if self._axis_key(xlim, ticks, xlabel) not in self.layers.regions:
                 self._set_time_axis(xlim, ticks, xlabel)
                 self.layers.keep_background(self.time_axis)
 
@@ -266,7 +270,10 @@ def tracks(frame, names, validity: dict | None = None) -> dict[str, Track]:
 
     from .tables import Validity
 
-    marked = "valid" in frame.columns  # by tables.mark_validity
+    if "valid" in frame.columns:  # marked already (tables.mark_validity)
+        marked = frame["valid"].to_numpy(dtype=bool), frame["out_of_range"].to_numpy(dtype=bool)
+    else:
+        marked = None
     t_all = frame["recorded_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
     y_all = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
     out = {}
@@ -274,8 +281,8 @@ def tracks(frame, names, validity: dict | None = None) -> dict[str, Track]:
         mine = np.flatnonzero((frame["sensor"] == name).to_numpy(dtype=bool, na_value=False))
         mine = mine[np.argsort(t_all[mine], kind="stable")]  # extracts are in time order: a linear pass
         y = y_all[mine]
-        if marked:
-            valid, outside = (frame[c].to_numpy(dtype=bool)[mine] for c in ("valid", "out_of_range"))
+        if marked is not None:
+            valid, outside = marked[0][mine], marked[1][mine]
         else:
             valid, outside = (validity or {}).get(name, Validity()).masks(y)
         devices = []

@@ -80,25 +80,26 @@ def preload() -> None:
         importlib.import_module(module)
 
 
-def _warm_step(step: Callable[[], None]) -> None:
+def _warm_step(step: Callable[[], None], what: str = "a warm-up step") -> None:
     """One step of warm-up work; a failure costs only the warmth: one line in the server's error file."""
     try:
         step()
     except Exception as exc:  # noqa: BLE001
-        print(f"warm-up step failed: {exc!r}", file=sys.stderr, flush=True)
+        print(f"{what} failed: {exc!r}", file=sys.stderr, flush=True)
 
 
 def _warm_for(request: dict) -> None:
     """Let the job's workflow script prepare this server for more jobs like it: its ``warm(job)``, if it has
     one, keeps in memory what the next children would otherwise compute again (render_day.py: the day's
     time axes). Run after the job went to its child, while no client waits; never the job's data, which
-    stays in the child. A failure costs only the warmth: one line in the server's error file."""
-    try:
+    stays in the child."""
+
+    def step() -> None:
         warm = getattr(importlib.import_module(request["script"]), "warm", None)
         if warm is not None:
             warm(Job(request["job"]))
-    except Exception as exc:  # noqa: BLE001
-        print(f"warm-up after a {request['job'].get('rule')} job failed: {exc!r}", file=sys.stderr, flush=True)
+
+    _warm_step(step, f"warm-up after a {request['job'].get('rule')} job")
 
 
 def _same_folder(path: Path, held: int) -> bool:
