@@ -234,6 +234,46 @@ def test_after_handing_over_a_render_job_the_server_keeps_the_days_time_axes(cap
     assert line.startswith("warm-up after a render_day_ordinary job failed:") and "Mars/Olympus_Mons" in line
 
 
+def test_the_server_learns_the_text_its_jobs_drew_and_later_jobs_draw_it_the_same(rig):
+    """A child that succeeds hands back what it added to the text caches (aggcanvas.lesson); the server takes
+    it between jobs, so a later child starts with the layout of a string only an earlier job drew, and draws
+    the same pixels with it. A failed job teaches nothing."""
+    text = f"Lesson {os.getpid()}-{time.monotonic_ns()} · 21.5 °C"  # drawn by no warm-up
+    failed = rig.run("failed", {"mode": "fail", "reason": "no lesson"})
+    assert failed.proc.returncode != 0
+    first = rig.run("first", {"mode": "text", "text": text}, output={"result": "out/first.json"})
+    assert first.proc.returncode == 0, first.stderr
+    taught = read_json(rig.jobdir / "out" / "first.json")
+    assert taught["known"] is False
+    # The lesson is taken between jobs, at the latest a few jobs later on a busy machine.
+    for attempt in range(20):
+        later = rig.run(f"later{attempt}", {"mode": "text", "text": text}, output={"result": f"out/l{attempt}.json"})
+        assert later.proc.returncode == 0, later.stderr
+        result = read_json(rig.jobdir / "out" / f"l{attempt}.json")
+        assert result["ppid"] == taught["ppid"], "both jobs ran in children of one server"
+        assert result["pixels"] == taught["pixels"]
+        if result["known"]:
+            break
+    assert result["known"], "no later job started with the first job's text"
+    server_errors = [p.read_text() for p in rig.runtime.rglob("*.err")]
+    assert not any("lesson" in e or "learning" in e for e in server_errors), server_errors
+
+
+def test_a_lesson_holds_builtin_values_only():
+    """What a child sends is loaded without any class: a lesson naming one is refused whole."""
+    import pickle
+
+    from sensorcharts import aggcanvas
+
+    before = {name: len(cache) for name, (cache, _) in aggcanvas._CACHES.items()}
+    evil = pickle.dumps([("metrics", ("key",), (1.0, 2.0, 0.5)), ("metrics", ("other",), os.system)])
+    with pytest.raises(pickle.UnpicklingError, match="builtin values"):
+        aggcanvas.learn(evil)
+    assert {name: len(cache) for name, (cache, _) in aggcanvas._CACHES.items()} == before
+    assert aggcanvas.learn(pickle.dumps([("metrics", ("key",), (1.0, 2.0, 0.5))])) == 1
+    assert aggcanvas._metrics.pop(("key",)) == (1.0, 2.0, 0.5)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # (2) The server exits by itself once idle
 # ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ that are the same in many charts of a job (the background, the time axis with it
   depends on its font, size, hinting, rotation and the sub-pixel part (1/64 px) of its position; moved by whole
   pixels, FreeType rasterizes the same bitmap one pixel further. Keyed by all of these, a cached bitmap is
   the one matplotlib would render, and it is composited by the same call (``draw_text_image``).
+* Lessons: a job forked from the warm job server fills these caches with the text of its charts (tick
+  labels that depend on the readings, titles), which would die with it. :func:`lesson` hands what it added
+  back to the server (:func:`learn`), so that the server's next children start with it, as one long-lived
+  process would. Only builtin values cross (layouts name their font by file), read by an unpickler that
+  loads nothing else.
 * Background: :class:`Layers` draws the figure's first artists (figure and axes patches, the time axis)
   once per key and restores them into the next chart with the same key before drawing the rest. Agg
   composites each artist onto what is already there, so restoring the pixels the first artists left and
@@ -21,7 +26,9 @@ renderer draws text as matplotlib does, and tests/test_charts.py compares the pi
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 from collections import OrderedDict
 
 import numpy as np
@@ -36,7 +43,11 @@ _PRIVATE_API = all(hasattr(c, n) for c, n in ((RendererAgg, "_draw_text_glyphs_a
                                                  (FT2Font, "_render_glyph"), (FT2Font, "_set_transform")))
 _layouts: dict = {}
 _glyphs: dict = {}
+_metrics: dict = {}
 _heights: dict = {}
+_CACHES = {"layouts": (_layouts, MAX_LAYOUTS), "glyphs": (_glyphs, MAX_GLYPHS), "metrics": (_metrics, MAX_LAYOUTS)}
+# What this process added to _layouts, _glyphs and _metrics since begin_lesson(): (cache name, key) pairs.
+_added: list | None = None
 
 
 def render_font(font: FT2Font) -> FT2Font:
@@ -60,10 +71,74 @@ def _font_key(prop) -> tuple:
             prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
 
 
+def _plain(flag):
+    """An enum member (matplotlib's LoadFlags, RenderMode) as its value: keys hold builtin values only."""
+    return getattr(flag, "value", flag)
+
+
 def _bounded(cache: dict, limit: int) -> dict:
     if len(cache) >= limit:
         cache.clear()
     return cache
+
+
+def _keep(name: str, key, value) -> None:
+    cache, limit = _CACHES[name]
+    _bounded(cache, limit)[key] = value
+    if _added is not None:
+        _added.append((name, key))
+
+
+def begin_lesson() -> None:
+    """Start recording what this process adds to the text caches (a job's child of the warm server)."""
+    global _added
+    _added = []
+
+
+def lesson() -> bytes:
+    """What this process added to the text caches since :func:`begin_lesson`, for :func:`learn` in the
+    process it was forked from; empty when nothing was added."""
+    entries = []
+    for name, key in _added or ():
+        value = _CACHES[name][0].get(key)
+        if value is None:
+            continue
+        if name == "layouts":
+            if any(font.face_index for font, *_ in value):
+                continue  # a face of a font collection: not one get_font(file) gives back
+            value = [(font.fname, *rest) for font, *rest in value]
+        elif name == "glyphs":
+            buffer, left, top = value
+            if buffer.dtype != np.uint8:
+                continue
+            value = (buffer.shape, buffer.tobytes(), left, top)
+        entries.append((name, key, value))
+    return pickle.dumps(entries, protocol=5) if entries else b""
+
+
+class _BuiltinsOnly(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"a lesson holds only builtin values, not {module}.{name}")
+
+
+def learn(data: bytes) -> int:
+    """Add a forked child's :func:`lesson` to this process's text caches; returns how many entries were new.
+
+    Every key holds all a layout, bitmap or metric follows from, so an entry learned is the one this process
+    would compute."""
+    learned, fonts = 0, {}
+    for name, key, value in _BuiltinsOnly(io.BytesIO(data)).load():
+        cache, limit = _CACHES[name]
+        if key in cache:
+            continue
+        if name == "layouts":
+            value = [(fonts.get(fname) or fonts.setdefault(fname, get_font(fname)), *rest) for fname, *rest in value]
+        elif name == "glyphs":
+            shape, raw, left, top = value
+            value = (np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy(), left, top)
+        _bounded(cache, limit)[key] = value
+        learned += 1
+    return learned
 
 
 class Renderer(RendererAgg):
@@ -75,7 +150,7 @@ class Renderer(RendererAgg):
         flags = get_hinting_flag()
         features = mtext.get_fontfeatures() if mtext is not None else None
         language = mtext.get_language() if mtext is not None else None
-        key = (_font_key(prop), s, flags, features, language, self.dpi)
+        key = (_font_key(prop), s, _plain(flags), features, language, self.dpi)
         try:
             glyphs = _layouts.get(key)
         except TypeError:  # features or language given as a list: not a key, and not used by the charts
@@ -85,7 +160,7 @@ class Renderer(RendererAgg):
             size = prop.get_size_in_points()
             items = font._layout(s, flags=flags, features=features, language=language)
             glyphs = [(item.ft_object, size, item.glyph_index, 0, 1, item.x, item.y) for item in items]
-            _bounded(_layouts, MAX_LAYOUTS)[key] = glyphs
+            _keep("layouts", key, glyphs)
         self._draw_text_glyphs_and_boxes(gc, x, y, angle, glyphs, [])
 
     def _draw_text_glyphs_and_boxes(self, gc, x, y, angle, glyphs, boxes):
@@ -95,6 +170,7 @@ class Renderer(RendererAgg):
         cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         flags = get_hinting_flag()
         mode = RenderMode.NORMAL if gc.get_antialiased() else RenderMode.MONO
+        flags_key, mode_key = _plain(flags), _plain(mode)
         height = int(self.height)
         rotation = np.array([[cos, -sin], [sin, cos]])
         matrices: dict = {}
@@ -105,7 +181,7 @@ class Renderer(RendererAgg):
                     (0x10000 * rotation @ [[extend, extend * slant], [0, 1]]).round().astype(int))
             tx = round(0x40 * (x + dx * cos - dy * sin))
             ty = round(0x40 * (self.height - y + dx * sin + dy * cos))
-            key = (font.fname, font.face_index, size, self.dpi, glyph_index, flags, mode, matrix.tobytes(),
+            key = (font.fname, font.face_index, size, self.dpi, glyph_index, flags_key, mode_key, matrix.tobytes(),
                    tx & 63, ty & 63)
             cached = _glyphs.get(key)
             if cached is None:
@@ -117,10 +193,22 @@ class Renderer(RendererAgg):
                 if mode is RenderMode.MONO:
                     buffer *= 0xFF
                 cached = (buffer, bitmap.left - (tx >> 6), bitmap.top - (ty >> 6))
-                _bounded(_glyphs, MAX_GLYPHS)[key] = cached
+                _keep("glyphs", key, cached)
             buffer, left, top = cached
             self._renderer.draw_text_image(buffer, left + (tx >> 6), height - top - (ty >> 6) + buffer.shape[0], 0,
                                            gc)
+
+    def get_text_width_height_descent(self, s, prop, ismath):
+        # matplotlib keeps these per renderer (text._get_text_metrics_with_cache); here per process, so that
+        # a forked job starts with what the warm server learned.
+        if ismath or not _PRIVATE_API:
+            return super().get_text_width_height_descent(s, prop, ismath)
+        key = (_font_key(prop), s, _plain(get_hinting_flag()), self.dpi)
+        found = _metrics.get(key)
+        if found is None:
+            found = super().get_text_width_height_descent(s, prop, ismath)
+            _keep("metrics", key, found)
+        return found
 
     def _get_font_height_metrics(self, prop):
         """Line metrics as matplotlib's Text._get_layout reads them from the font's tables on every layout."""

@@ -4,7 +4,8 @@ warm.py, which describes how jobs reach it and what keeps it safe.
 It imports what jobs use once (PRELOAD), listens, then forks one child per job, which takes the job's working
 directory, environment, umask, stdout and stderr and runs the workflow script's ``main`` (jobprocess.py).
 Between jobs it warms up, a step at a time: the charts' figures and text caches, then what each job's script
-asks for, so that later children start warm without the first jobs of a run waiting for it.
+asks for and the text each job drew (a child that succeeds hands back what it added to the text caches,
+aggcanvas.lesson), so that later children start warm without the first jobs of a run waiting for it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from . import sameuser
+from . import aggcanvas, sameuser
 from .jobprocess import Job, run_main
 from .warm import HEADER, SCRIPTS, STATUS, TAKEN, remove_socket
 
 IDLE_EXIT_S = 300.0
 RECEIVE_TIMEOUT_S = 10.0
+LESSON = "lesson"  # the selector's mark of a child's lesson pipe
 # What jobs import, loaded once by the server: the modules the workflow scripts' mains use (each script
 # imports them inside main, so the child's import of the script itself is cheap).
 PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2", "requests",
@@ -102,6 +104,22 @@ def _warm_for(request: dict) -> None:
     _warm_step(step, f"warm-up after a {request['job'].get('rule')} job")
 
 
+def _teach(fd: int) -> None:
+    """In a job's child, after its job succeeded: write what the job added to the text caches to ``fd``
+    (aggcanvas.lesson), for the server. A failure costs only the lesson."""
+    try:
+        data = memoryview(aggcanvas.lesson())
+        while data:
+            data = data[os.write(fd, data):]
+    except Exception:  # noqa: BLE001  (the job succeeded; its output is what counts)
+        pass
+
+
+def _learn(data: bytes) -> None:
+    """In the server: take a child's lesson, so that later children start with its text drawn."""
+    _warm_step(functools.partial(aggcanvas.learn, data), "learning a job's text")
+
+
 def _same_folder(path: Path, held: int) -> bool:
     """Whether ``path`` is still the folder open as ``held`` (not deleted, moved away or replaced)."""
     try:
@@ -157,6 +175,7 @@ def serve(path: str, lock_fd: int | None = None) -> None:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     selector.register(wake_r, selectors.EVENT_READ)
     children: dict[int, socket.socket] = {}
+    lessons: dict[int, bytearray] = {}  # read end of a child's lesson pipe: what came so far
     last_success = time.monotonic()  # failed jobs do not count: a server failing every job still idles out
     try:
         while not stopped and (children or listener and time.monotonic() - last_success < IDLE_EXIT_S):
@@ -186,13 +205,16 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                     except (OSError, ValueError):  # ConnectionError, timeouts and bad JSON included
                         conn.close()
                         continue
+                    pipe: tuple[int, ...] = ()
                     try:
+                        pipe = os.pipe()  # the child's lesson to the server
                         pid = os.fork()
                     except OSError:
-                        for fd in fds:
+                        for fd in (*fds, *pipe):
                             os.close(fd)
                         conn.close()
                         continue
+                    lesson_r, lesson_w = pipe
                     if pid == 0:  # the job
                         status = 1
                         try:
@@ -207,9 +229,12 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                             for other in [listener, conn, *children.values()]:
                                 other.close()
                             selector.close()
-                            for fd in (wake_r, wake_w, folder, scripts):
+                            for fd in (wake_r, wake_w, folder, scripts, lesson_r, *lessons):
                                 os.close(fd)
+                            aggcanvas.begin_lesson()
                             status = _run_child(request, fds)
+                            if status == 0:
+                                _teach(lesson_w)
                         except SystemExit as exc:  # sys.exit(n) in a job: status n, as in-process
                             code = exc.code
                             status = code if isinstance(code, int) else 0 if code is None else 1
@@ -223,12 +248,31 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                         os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
                     except OSError:
                         pass
-                    for fd in fds:
+                    for fd in (*fds, lesson_w):
                         os.close(fd)
                     children[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
+                    os.set_blocking(lesson_r, False)
+                    lessons[lesson_r] = bytearray()
+                    selector.register(lesson_r, selectors.EVENT_READ, LESSON)
                     # The job's rule and wildcards, not its environment.
                     warm_work.append(functools.partial(_warm_for, {"script": request["script"], "job": request["job"]}))
+                elif key.data is LESSON:  # a child's lesson, read as it comes; complete when the child closes it
+                    fd = key.fileobj
+                    try:
+                        chunk = os.read(fd, 1 << 20)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    if chunk:
+                        lessons[fd] += chunk
+                        continue
+                    selector.unregister(fd)
+                    os.close(fd)
+                    data = lessons.pop(fd)
+                    if data:
+                        warm_work.append(functools.partial(_learn, bytes(data)))
                 else:  # a job's connection is readable only when its client is gone: stop the job
                     selector.unregister(key.fileobj)
                     _kill_job(key.data)
@@ -254,6 +298,8 @@ def serve(path: str, lock_fd: int | None = None) -> None:
     finally:
         for pid in children:  # stopped (or failing): its jobs go with it
             _kill_job(pid)
+        for fd in lessons:
+            os.close(fd)
         remove_socket(folder, name, bound)
 
 
