@@ -4,6 +4,7 @@ what they expect. When one of these fails after a Snakemake upgrade, see docs/sn
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import subprocess
@@ -116,10 +117,49 @@ def test_params_compare_as_before_without_importing_pandas(monkeypatch):
     assert Persistence._serialize_param_pandas(p, series) == repr(pd.util.hash_pandas_object(series).tolist())
 
 
+def test_an_input_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypatch):
+    """Patched, a second checksum of an unchanged file is the first one (here the bytes changed behind an
+    unchanged size and modification time, which no real rewrite leaves: the kept value proves nothing was
+    read again); a new modification time or size is hashed again; forced hashing is never kept."""
+    from snakemake.io import _IOFile
+
+    monkeypatch.setattr(_IOFile, "checksum", _IOFile.checksum)  # undone after
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "chart.png"
+    path.write_bytes(b"first bytes")
+    chart = IOFile("chart.png")
+    chart.rule = SimpleNamespace(workflow=SimpleNamespace(iocache=IOCache(max_wait_time=60)))
+    chart.rule.workflow.iocache.deactivate()  # as while jobs run
+
+    def checksum(**kw):
+        return asyncio.run(chart.checksum(1_000_000, **kw))
+
+    def sha(data: bytes) -> str:
+        return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    assert snakemake_patches.input_checksums_once()
+    assert checksum() == sha(b"first bytes")
+    stat = path.stat()
+    path.write_bytes(b"other bytes")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert checksum() == sha(b"first bytes")  # kept
+    assert checksum(force=True) == sha(b"other bytes")  # forced: read
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert checksum() == sha(b"other bytes")  # another modification time: read again
+    path.write_bytes(b"longer bytes!")
+    assert checksum() == sha(b"longer bytes!")
+    assert asyncio.run(chart.checksum(4)) is None  # over the size limit, as Snakemake answers
+
+
 @pytest.mark.parametrize("name", ["JobScheduler._schedule_reevalutation", "IOCache.exists_local.has_inventory",
-                                  "PersistenceBase._serialize_param_pandas"])
+                                  "PersistenceBase._serialize_param_pandas", "_IOFile.checksum"])
 def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
-    if name.startswith("JobScheduler"):
+    if name == "_IOFile.checksum":
+        from snakemake.io import _IOFile
+
+        monkeypatch.delattr(_IOFile, "checksum")
+        assert snakemake_patches.input_checksums_once() is False
+    elif name.startswith("JobScheduler"):
         monkeypatch.delattr(JobScheduler, "_schedule_reevalutation")
         assert snakemake_patches.one_rescheduling_timer() is False  # left as it is
     elif name.startswith("PersistenceBase"):

@@ -277,6 +277,8 @@ def index_due(days):
 snakemake_patches.one_rescheduling_timer()
 # Params compared without importing pandas (0.7 s of every run, cron no-ops included).
 snakemake_patches.params_without_pandas()
+# Each input hashed once for the metadata of a job's outputs, not once per output.
+snakemake_patches.input_checksums_once()
 
 
 def _warn_if_jobs_spawn_snakemake():

@@ -1,4 +1,4 @@
-"""The three places where the workflow reaches into Snakemake's internals, kept together.
+"""The four places where the workflow reaches into Snakemake's internals, kept together.
 
 Both were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
 ``min_version`` names. ``tests/test_snakemake_patches.py`` fails as soon as the pinned Snakemake no longer
@@ -14,12 +14,18 @@ has what they rely on (see :func:`missing`); at run time another Snakemake is le
 * :func:`params_without_pandas`: to tell whether a job's params changed, Snakemake imports pandas (about
   0.7 s of CPU, a sixth of a cron run that has nothing to do) in case a param is a pandas object. None can
   be while pandas is not imported, so params are then compared as the builtin values they are.
+* :func:`input_checksums_once`: after each job Snakemake records, in each output's metadata, the checksums of
+  all the job's inputs, hashing every input again for every output (snakemake/snakemake#4240): the report
+  job's ~2,500 inputs four times, at the end of a backfill, while the other core waits. A file is hashed
+  once while it stays the same file.
 
 Imported by the workflow only (``workflow/rules/common.smk``), never by a job: Snakemake is imported lazily.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import sys
 import threading
 
@@ -52,6 +58,13 @@ def missing() -> list[str]:
         for method in ("_serialize_param_pandas", "_serialize_param_builtin"):
             if not callable(getattr(Persistence, method, None)):
                 problems.append(f"PersistenceBase has no method {method}(value)")
+    try:
+        from snakemake.io import _IOFile
+    except ImportError as exc:
+        problems.append(f"snakemake.io._IOFile cannot be imported ({exc})")
+    else:
+        if not inspect.iscoroutinefunction(getattr(_IOFile, "checksum", None)):
+            problems.append("_IOFile has no coroutine method checksum(threshold, force, algorithm)")
     return problems
 
 
@@ -126,4 +139,42 @@ def params_without_pandas() -> bool:
         return self._serialize_param_builtin(value)
 
     Persistence._serialize_param_pandas = serialize_param
+    return True
+
+
+def input_checksums_once() -> bool:
+    """Keep each file's checksum for as long as it is the same file: device, inode, size and modification
+    time unchanged (a rewrite, atomic or not, changes one of them). Only Snakemake's own calls are kept
+    (no forced hashing, no other algorithm, local files); the rest goes to Snakemake as before. Returns
+    whether Snakemake was patched.
+    """
+    try:
+        from snakemake.io import _IOFile
+    except ImportError:
+        return False
+    original = getattr(_IOFile, "checksum", None)
+    if not inspect.iscoroutinefunction(original):
+        return False
+    known: dict[tuple, str | None] = {}
+
+    def identity(path: str) -> tuple | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    async def checksum(self, threshold=None, force=False, algorithm=None):
+        if force or algorithm is not None or threshold is None or self.is_storage:
+            return await original(self, threshold, force, algorithm)
+        before = identity(self.file)
+        key = (self.file, threshold, before)
+        if before is not None and key in known:
+            return known[key]
+        value = await original(self, threshold, force, algorithm)
+        if before is not None and identity(self.file) == before:  # not changed while it was read
+            known[key] = value
+        return value
+
+    _IOFile.checksum = checksum
     return True
