@@ -118,12 +118,14 @@ def test_params_compare_as_before_without_importing_pandas(monkeypatch):
 
 
 def test_an_input_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypatch):
-    """Patched, a second checksum of an unchanged file is the first one (here the bytes changed behind an
-    unchanged size and modification time, which no real rewrite leaves: the kept value proves nothing was
-    read again); a new modification time or size is hashed again; forced hashing is never kept."""
+    """Patched, an unchanged file is read once however often Snakemake asks; a file written again (even
+    with its modification time set back, as ``cp -p`` does) is read again; forced hashing always reads."""
     from snakemake.io import _IOFile
 
     monkeypatch.setattr(_IOFile, "checksum", _IOFile.checksum)  # undone after
+    reads = []
+    file_digest = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, *a: reads.append(f.name) or file_digest(f, *a))
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "chart.png"
     path.write_bytes(b"first bytes")
@@ -137,17 +139,19 @@ def test_an_input_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypa
     def sha(data: bytes) -> str:
         return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
+    assert checksum() == sha(b"first bytes") and len(reads) == 1
     assert snakemake_patches.input_checksums_once()
-    assert checksum() == sha(b"first bytes")
+    assert [checksum() for _ in range(3)] == [sha(b"first bytes")] * 3
+    assert len(reads) == 2  # unpatched one read a call; patched one for all three
+    assert checksum(force=True) == sha(b"first bytes") and len(reads) == 3
     stat = path.stat()
-    path.write_bytes(b"other bytes")  # same size
+    path.write_bytes(b"other bytes")  # same size, modification time set back
+    while path.stat().st_ctime_ns == stat.st_ctime_ns:  # in the clock tick of the first write: not yet told apart
+        path.write_bytes(b"other bytes")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert checksum() == sha(b"first bytes")  # kept
-    assert checksum(force=True) == sha(b"other bytes")  # forced: read
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert checksum() == sha(b"other bytes")  # another modification time: read again
+    assert checksum() == sha(b"other bytes") and len(reads) == 4
     path.write_bytes(b"longer bytes!")
-    assert checksum() == sha(b"longer bytes!")
+    assert checksum() == sha(b"longer bytes!") and checksum() == sha(b"longer bytes!") and len(reads) == 5
     assert asyncio.run(chart.checksum(4)) is None  # over the size limit, as Snakemake answers
 
 

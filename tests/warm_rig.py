@@ -162,20 +162,26 @@ PROBE = textwrap.dedent(
             atomic.write_json(snakemake.output[0],
                               dict(where, umask=umask, made_mode=made.stat().st_mode & 0o777,
                                    utcoffset=time.strftime("%z", time.localtime(0)), tzname=list(time.tzname)))
-        elif mode == "text":  # draw params.text; whether this process had its layout before, and the pixels
+        elif mode == "text":  # draw params.text: whether this process had its layout (and params.check's) before
             import hashlib
 
             from matplotlib.figure import Figure
 
             from sensorcharts import aggcanvas
 
+            def known(text):
+                return any(key[1] == text for key in aggcanvas._layouts)
+
             figure = Figure(figsize=(4, 1), dpi=100)
             canvas = aggcanvas.Canvas(figure)
             figure.text(0.1, 0.4, snakemake.params.text)
-            known = any(key[1] == snakemake.params.text for key in aggcanvas._layouts)
+            result = dict(where, known=known(snakemake.params.text),
+                          checked={text: known(text) for text in snakemake.params.check})
             canvas.draw()
+            if snakemake.params.fail:
+                raise RuntimeError("probe drew its text, then failed on purpose")
             pixels = hashlib.sha256(bytes(canvas.buffer_rgba())).hexdigest()
-            atomic.write_json(snakemake.output[0], dict(where, known=known, pixels=pixels))
+            atomic.write_json(snakemake.output[0], dict(result, pixels=pixels))
         else:
             raise ValueError(f"unknown probe mode {mode!r}")
         log.info("probe %s done", mode)

@@ -126,13 +126,13 @@ def learn(data: bytes) -> int:
 
     Every key holds all a layout, bitmap or metric follows from, so an entry learned is the one this process
     would compute."""
-    learned, fonts = 0, {}
+    learned = 0
     for name, key, value in _BuiltinsOnly(io.BytesIO(data)).load():
         cache, limit = _CACHES[name]
         if key in cache:
             continue
         if name == "layouts":
-            value = [(fonts.get(fname) or fonts.setdefault(fname, get_font(fname)), *rest) for fname, *rest in value]
+            value = [(get_font(fname), *rest) for fname, *rest in value]
         elif name == "glyphs":
             shape, raw, left, top = value
             value = (np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy(), left, top)

@@ -1,6 +1,6 @@
 """The four places where the workflow reaches into Snakemake's internals, kept together.
 
-Both were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
+All were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
 ``min_version`` names. ``tests/test_snakemake_patches.py`` fails as soon as the pinned Snakemake no longer
 has what they rely on (see :func:`missing`); at run time another Snakemake is left as it is.
 
@@ -143,10 +143,12 @@ def params_without_pandas() -> bool:
 
 
 def input_checksums_once() -> bool:
-    """Keep each file's checksum for as long as it is the same file: device, inode, size and modification
-    time unchanged (a rewrite, atomic or not, changes one of them). Only Snakemake's own calls are kept
-    (no forced hashing, no other algorithm, local files); the rest goes to Snakemake as before. Returns
-    whether Snakemake was patched.
+    """Keep each file's checksum while it is the same file: device, inode, size, modification and change
+    time unchanged. Every write sets the change time, which no one can set back (``touch`` and ``cp -p``
+    set the modification time only), so a file written again later is hashed again; a write in the same
+    clock tick (milliseconds) as the hashing goes unseen, as it does by Snakemake's own modification-time
+    checks. Only Snakemake's own calls are kept (no forced hashing, no other algorithm, local files); the
+    rest goes to Snakemake as before. Returns whether Snakemake was patched.
     """
     try:
         from snakemake.io import _IOFile
@@ -162,7 +164,7 @@ def input_checksums_once() -> bool:
             st = os.stat(path)
         except OSError:
             return None
-        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     async def checksum(self, threshold=None, force=False, algorithm=None):
         if force or algorithm is not None or threshold is None or self.is_storage:

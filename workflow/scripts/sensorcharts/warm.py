@@ -27,9 +27,10 @@ job takes. This module is the jobs' side: where the server is, starting it, and 
 * Once a job is in its child and no client waits, the server lets the job's script prepare it for more jobs
   like it (the script's ``warm(job)``; render_day.py keeps the day's time axes drawn, so the next days' jobs
   start with them). A child whose job succeeds also hands back the text its charts added to the text caches
-  (aggcanvas.lesson: layouts and glyph bitmaps, builtin values only), for the next children. That text and
-  the job's rule and wildcards are all of a job the server keeps once the job is in its child; its readings
-  never reach the server.
+  (aggcanvas.lesson: layouts, sizes and glyph bitmaps, builtin values only), for the next children. So the
+  server keeps each job's rule and wildcards and the strings its charts showed (titles, labels, and value
+  tick labels and device names, which follow from the readings); no reading itself, nothing of a job's
+  environment.
 * The server never runs a job itself and starts no threads of its own (pyarrow's allocator may keep a
   background thread, which holds no lock a child needs), so forking it is safe.
 * ``SENSORCHARTS_WARM=0`` runs every job in a fresh interpreter instead (``python -m sensorcharts.jobs``).

@@ -10,6 +10,7 @@ aggcanvas.lesson), so that later children start warm without the first jobs of a
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib
 import json
@@ -30,6 +31,7 @@ from .warm import HEADER, SCRIPTS, STATUS, TAKEN, remove_socket
 IDLE_EXIT_S = 300.0
 RECEIVE_TIMEOUT_S = 10.0
 LESSON = "lesson"  # the selector's mark of a child's lesson pipe
+LESSON_PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process enlarges
 # What jobs import, loaded once by the server: the modules the workflow scripts' mains use (each script
 # imports them inside main, so the child's import of the script itself is cheap).
 PRELOAD = ("pandas", "pyarrow.parquet", "pyarrow.csv", "sqlalchemy", "psycopg2", "requests",
@@ -104,11 +106,23 @@ def _warm_for(request: dict) -> None:
     _warm_step(step, f"warm-up after a {request['job'].get('rule')} job")
 
 
+def _lesson_pipe() -> tuple[int, int]:
+    """A pipe for a child's lesson, large enough (where Linux allows) that the child writes it and exits
+    without waiting for the server to read: the job's client learns the job's status only then."""
+    pipe = os.pipe()
+    try:
+        fcntl.fcntl(pipe[1], fcntl.F_SETPIPE_SZ, LESSON_PIPE_BYTES)
+    except (AttributeError, OSError):  # another system, or a lower limit: the child may wait a little
+        pass
+    return pipe
+
+
 def _teach(fd: int) -> None:
     """In a job's child, after its job succeeded: write what the job added to the text caches to ``fd``
-    (aggcanvas.lesson), for the server. A failure costs only the lesson."""
+    (aggcanvas.lesson), after its length, for the server. A failure costs only the lesson."""
     try:
-        data = memoryview(aggcanvas.lesson())
+        lesson = aggcanvas.lesson()
+        data = memoryview(HEADER.pack(len(lesson)) + lesson) if lesson else memoryview(b"")
         while data:
             data = data[os.write(fd, data):]
     except Exception:  # noqa: BLE001  (the job succeeded; its output is what counts)
@@ -116,8 +130,11 @@ def _teach(fd: int) -> None:
 
 
 def _learn(data: bytes) -> None:
-    """In the server: take a child's lesson, so that later children start with its text drawn."""
-    _warm_step(functools.partial(aggcanvas.learn, data), "learning a job's text")
+    """In the server: take a child's whole lesson (one cut short by a killed child is dropped), so that
+    later children start with its text drawn."""
+    if len(data) < HEADER.size or HEADER.unpack_from(data)[0] != len(data) - HEADER.size:
+        return
+    _warm_step(functools.partial(aggcanvas.learn, data[HEADER.size:]), "learning a job's text")
 
 
 def _same_folder(path: Path, held: int) -> bool:
@@ -207,7 +224,7 @@ def serve(path: str, lock_fd: int | None = None) -> None:
                         continue
                     pipe: tuple[int, ...] = ()
                     try:
-                        pipe = os.pipe()  # the child's lesson to the server
+                        pipe = _lesson_pipe()
                         pid = os.fork()
                     except OSError:
                         for fd in (*fds, *pipe):
