@@ -82,9 +82,14 @@ def _bounded(cache: dict, limit: int) -> dict:
     return cache
 
 
-def _keep(name: str, key, value) -> None:
+def _store(name: str, key, value) -> None:
     cache, limit = _CACHES[name]
     _bounded(cache, limit)[key] = value
+
+
+def _keep(name: str, key, value) -> None:
+    """Store what this process computed, and record it for its lesson."""
+    _store(name, key, value)
     if _added is not None:
         _added.append((name, key))
 
@@ -128,15 +133,14 @@ def learn(data: bytes) -> int:
     would compute."""
     learned = 0
     for name, key, value in _BuiltinsOnly(io.BytesIO(data)).load():
-        cache, limit = _CACHES[name]
-        if key in cache:
+        if key in _CACHES[name][0]:
             continue
         if name == "layouts":
             value = [(get_font(fname), *rest) for fname, *rest in value]
         elif name == "glyphs":
             shape, raw, left, top = value
             value = (np.frombuffer(raw, dtype=np.uint8).reshape(shape).copy(), left, top)
-        _bounded(cache, limit)[key] = value
+        _store(name, key, value)
         learned += 1
     return learned
 
