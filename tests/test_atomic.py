@@ -1,10 +1,17 @@
-"""sensorcharts.atomic: a file appears whole or not at all."""
+"""sensorcharts.atomic: a file appears whole or not at all; a run removes what killed writers left."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from sensorcharts import atomic
+from sensorcharts import atomic, jobs
 
 
 def test_write_creates_folders_and_replaces_whole(tmp_path):
@@ -51,3 +58,45 @@ def test_parquet_is_written_whole_and_zstd_compressed(tmp_path):
     assert pq.read_table(target).equals(table)
     assert pq.ParquetFile(target).metadata.row_group(0).column(0).compression == "ZSTD"
     assert [p.name for p in target.parent.iterdir()] == ["data.parquet"]
+
+
+WRITER = """
+import os, signal, sys
+from sensorcharts import atomic
+with atomic.replacing(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half of it")
+    if sys.argv[2] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print(tmp.name, flush=True)
+    sys.stdin.read()  # a live writer, until told to finish
+"""
+
+
+def _writer(target, how):
+    env = dict(os.environ, PYTHONPATH=str(Path(atomic.__file__).parents[1]))
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(target), how], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_a_run_removes_what_killed_writers_left_and_keeps_what_live_ones_write(tmp_path):
+    charts = tmp_path / "results" / "images" / "hourly"
+    killed = _writer(charts / "2025-01-03T14.png", "die")
+    assert killed.wait() == -signal.SIGKILL
+    [left] = charts.iterdir()  # atomic's temporary name, which the sweep must recognise
+    live = _writer(charts / "2025-01-03T15.png", "live")
+    live_name = live.stdout.readline().strip()
+    stale = charts / f".2025-01-01T00.png.{os.getpid()}.1.tmp"  # a pid that lives, untouched for a day
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - jobs.ORPHANED_AFTER_S - 60,) * 2)
+    others = [charts / ".keep.tmp", charts / "notes.tmp", charts / "2025-01-02T00.png"]
+    for path in others:
+        path.write_bytes(b"y")
+
+    removed = jobs.remove_orphaned_temporaries(tmp_path / "results")
+
+    assert sorted(removed) == sorted(str(p) for p in (left, stale))
+    assert sorted(p.name for p in charts.iterdir()) == sorted([live_name] + [p.name for p in others])
+    live.communicate("")  # the live writer finishes: its file is renamed into place
+    assert live.returncode == 0
+    assert (charts / "2025-01-03T15.png").read_bytes() == b"half of it"
+    assert jobs.remove_orphaned_temporaries(tmp_path / "results") == []

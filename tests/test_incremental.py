@@ -241,9 +241,15 @@ def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
     os.killpg(first.pid, signal.SIGKILL)  # snakemake and its running jobs, mid-write
     first.wait()
     assert wd.files(".snakemake/locks/*"), "a killed run leaves Snakemake's lock behind"
+    # What a job writing in a thread of the killed Snakemake left, named as atomic.replacing names it (the
+    # kill may or may not have caught a job mid-write itself).
+    left = wd.path / "results/images/temperature/hourly" / f".2025-01-02T05.png.{first.pid}.1.tmp"
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"\x89PNG half")
 
     run = wd.snakemake("--cores", "2", wrapper=True)
     assert run.returncode == 0
+    assert "temporary file(s) left by killed jobs" in run.output
     assert "Nothing to be done" in wd.snakemake("-n").output
     assert not wd.files("results/**/.*.tmp")
     for path in wd.files("results/**/*.parquet"):

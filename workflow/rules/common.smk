@@ -18,7 +18,7 @@ from sensorcharts import cluster, fingerprints, indexing, providers, settings, s
 from sensorcharts.chartid import day_charts
 from sensorcharts.codedigest import CodeDigests
 from sensorcharts.connection import DATABASE_ERRORS, Source
-from sensorcharts.jobs import run_step, stop_jobs_on_interrupt
+from sensorcharts.jobs import remove_orphaned_temporaries, run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
 # Nested --config values arrive as text (upload='{threads: 8}'); the schema says what to read them as.
@@ -293,8 +293,16 @@ def _warn_if_jobs_spawn_snakemake():
         )
 
 
+def _remove_what_killed_jobs_left():
+    """Temporary files of jobs killed mid-write (a killed run), before this run's jobs write again."""
+    removed = remove_orphaned_temporaries("results")
+    if removed:
+        print(f"sensor-charts: removed {len(removed)} temporary file(s) left by killed jobs", file=sys.stderr)
+
+
 onstart:
     _warn_if_jobs_spawn_snakemake()
+    _remove_what_killed_jobs_left()
 
 
 def _record_successful_run():

@@ -16,19 +16,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 from . import warm
 from .jobprocess import Job, describe, log, run_main
 
 # What the workflow scripts take from here (the job's logger, the JSON writer) lives in jobprocess.py.
-__all__ = ["POLL_S", "StepFailed", "log", "run_step", "stop_jobs_on_interrupt"]
+__all__ = ["POLL_S", "StepFailed", "log", "remove_orphaned_temporaries", "run_step", "stop_jobs_on_interrupt"]
 # How often a job's waiting thread looks whether the run was interrupted (see _abandoned).
 POLL_S = 0.25
 _INTERRUPTED = threading.Event()
+# The temporary name atomic.replacing writes a file under before renaming it into place:
+# ".{name}.{writer's pid}.{writer's thread}.tmp" (tests/test_atomic.py checks both agree).
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
+# A temporary file left alone this long has no writer, whatever its pid says (a cluster node's pid, or a
+# pid the system has given to another process since).
+ORPHANED_AFTER_S = 24 * 3600
 
 
 class StepFailed(Exception):
@@ -74,6 +82,41 @@ def stop_jobs_on_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
+
+
+def remove_orphaned_temporaries(root: str | os.PathLike) -> list[str]:
+    """Delete the temporary files under ``root`` whose writer is gone, and return their paths.
+
+    A job killed mid-write (kill -9 of a run, or the warm server killing a job whose run went away) cannot
+    delete the file it was writing before renaming it into place. A run that has jobs to do calls this
+    before the first one: a temporary file whose writing process is no longer alive here, or which nobody
+    has written to for ``ORPHANED_AFTER_S``, is deleted; one a live process may still rename is kept.
+    """
+    removed = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            found = _TEMPORARY.match(name)
+            if found is None:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if _alive(int(found[1])) and time.time() - os.stat(path).st_mtime < ORPHANED_AFTER_S:
+                    continue
+                os.unlink(path)
+            except FileNotFoundError:  # renamed into place, or removed, meanwhile
+                continue
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _abandoned() -> bool:
