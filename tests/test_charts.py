@@ -581,6 +581,36 @@ def test_a_forked_child_renders_glyphs_with_fonts_of_its_own():
     assert os.waitstatus_to_exitcode(status) == 0, "the child rendered with its parent's fonts (or other pixels)"
 
 
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the CJK string: tofu, as matplotlib draws it
+def test_text_is_measured_from_its_layout_as_matplotlib_measures_it():
+    """Renderer measures a new string from the layout that draws it and its characters' own metrics instead
+    of a second FreeType layout: the sizes must be matplotlib's, kerned pairs, spaces, digits, fallback
+    glyphs and sizes included; strings whose glyphs are not their characters' own are measured as matplotlib
+    measures them."""
+    import random
+
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    from sensorcharts import aggcanvas
+
+    random.seed(18)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .,:;()-–—°%/_·−µ³"
+    strings = ["Temperature (°C) · 2025-11-02 01:00 PDT–01:00 PST · America/Los_Angeles", "AVAWAY Te To Wa Yo",
+               " ", "  x  ", "1013.5", "−0.5", "µg/m³", "Airflow fi fl ffi", "温度 (°C)", "e\u0301 café"]
+    strings += ["".join(random.choice(alphabet) for _ in range(random.randint(1, 40))) for _ in range(400)]
+    ours, theirs = aggcanvas.Renderer(1000, 400, 100), RendererAgg(1000, 400, 100)
+    measured = 0
+    for size in ("small", 10.0, "large", 16.0):
+        prop = FontProperties(size=size)
+        for text in strings:
+            aggcanvas._metrics.clear()
+            measured += ours._measure(text, prop, aggcanvas.get_hinting_flag()) is not None
+            assert ours.get_text_width_height_descent(text, prop, False) == \
+                theirs.get_text_width_height_descent(text, prop, False), (size, text)
+    assert measured >= 4 * 400  # the random strings at least: the layout's measure, not set_text's, was checked
+
+
 def test_heatmaps_are_pixel_for_pixel_what_plain_matplotlib_draws():
     days = [date(2025, 10, 31), date(2025, 11, 1), FALL]
     meta = ChartMeta("x.png", "temperature", "cumulative", "s", 0, "", "")
