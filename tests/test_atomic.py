@@ -85,18 +85,29 @@ def test_a_run_removes_what_killed_writers_left_and_keeps_what_live_ones_write(t
     [left] = charts.iterdir()  # atomic's temporary name, which the sweep must recognise
     live = _writer(charts / "2025-01-03T15.png", "live")
     live_name = live.stdout.readline().strip()
-    stale = charts / f".2025-01-01T00.png.{os.getpid()}.1.tmp"  # a pid that lives, untouched for a day
-    stale.write_bytes(b"x")
+    # Written elsewhere (a cluster node): its PID means nothing here, so only its age counts.
+    elsewhere = "0" if atomic.WRITER != "00000000" else "1"
+    foreign = charts / f".2025-01-03T16.png.{elsewhere * 8}.{killed.pid}.1.tmp"
+    stale = charts / f".2025-01-01T00.png.{elsewhere * 8}.{os.getpid()}.1.tmp"  # untouched for over a day
+    for path in (foreign, stale):
+        path.write_bytes(b"x")
     os.utime(stale, (time.time() - jobs.ORPHANED_AFTER_S - 60,) * 2)
-    others = [charts / ".keep.tmp", charts / "notes.tmp", charts / "2025-01-02T00.png"]
+    huge = charts / f".x.png.{atomic.WRITER}.{2**70}.1.tmp"  # no such PID: gone, and no error
+    huge.write_bytes(b"x")
+    others = [charts / ".keep.tmp", charts / ".notes.1.2.tmp", charts / "2025-01-02T00.png"]
     for path in others:
         path.write_bytes(b"y")
+    cache = tmp_path / "chart-cache"
+    cached = _writer(cache / "0123.png", "die")
+    assert cached.wait() == -signal.SIGKILL
+    [cache_left] = cache.iterdir()
 
-    removed = jobs.remove_orphaned_temporaries(tmp_path / "results")
+    removed = jobs.remove_orphaned_temporaries([str(tmp_path / "results"), str(cache), str(tmp_path / "none")])
 
-    assert sorted(removed) == sorted(str(p) for p in (left, stale))
-    assert sorted(p.name for p in charts.iterdir()) == sorted([live_name] + [p.name for p in others])
+    assert sorted(removed) == sorted(str(p) for p in (left, stale, huge, cache_left))
+    assert sorted(p.name for p in charts.iterdir()) == sorted([live_name, foreign.name] + [p.name for p in others])
+    assert list(cache.iterdir()) == []
     live.communicate("")  # the live writer finishes: its file is renamed into place
     assert live.returncode == 0
     assert (charts / "2025-01-03T15.png").read_bytes() == b"half of it"
-    assert jobs.remove_orphaned_temporaries(tmp_path / "results") == []
+    assert jobs.remove_orphaned_temporaries([str(tmp_path / "results")]) == []

@@ -584,11 +584,12 @@ def test_a_forked_child_renders_glyphs_with_fonts_of_its_own():
 @pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # the CJK string: tofu, as matplotlib draws it
 def test_text_is_measured_from_its_layout_as_matplotlib_measures_it():
     """Renderer measures a new string from the layout that draws it and its characters' own metrics instead
-    of a second FreeType layout: the sizes must be matplotlib's, kerned pairs, spaces, digits, fallback
-    glyphs and sizes included; strings whose glyphs are not their characters' own are measured as matplotlib
-    measures them."""
+    of a second FreeType layout: the sizes must be matplotlib's, kerned pairs, spaces, digits, glyphs from a
+    fallback font beside the first font's, resolutions and hinting included; strings whose glyphs are not
+    their characters' own are measured as matplotlib measures them."""
     import random
 
+    import matplotlib
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
@@ -598,17 +599,21 @@ def test_text_is_measured_from_its_layout_as_matplotlib_measures_it():
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .,:;()-–—°%/_·−µ³"
     strings = ["Temperature (°C) · 2025-11-02 01:00 PDT–01:00 PST · America/Los_Angeles", "AVAWAY Te To Wa Yo",
                " ", "  x  ", "1013.5", "−0.5", "µg/m³", "Airflow fi fl ffi", "温度 (°C)", "e\u0301 café"]
-    strings += ["".join(random.choice(alphabet) for _ in range(random.randint(1, 40))) for _ in range(400)]
-    ours, theirs = aggcanvas.Renderer(1000, 400, 100), RendererAgg(1000, 400, 100)
+    strings += ["".join(random.choice(alphabet) for _ in range(random.randint(1, 40))) for _ in range(200)]
     measured = 0
-    for size in ("small", 10.0, "large", 16.0):
-        prop = FontProperties(size=size)
-        for text in strings:
-            aggcanvas._metrics.clear()
-            measured += ours._measure(text, prop, aggcanvas.get_hinting_flag()) is not None
-            assert ours.get_text_width_height_descent(text, prop, False) == \
-                theirs.get_text_width_height_descent(text, prop, False), (size, text)
-    assert measured >= 4 * 400  # the random strings at least: the layout's measure, not set_text's, was checked
+    # cmr10 lacks "°", "–", "µ" and more, which come from DejaVu Sans, its fallback, next to its own glyphs.
+    for family, dpi, hinting in ((None, 100, "default"), (["cmr10", "DejaVu Sans"], 100, "default"),
+                                 (None, 72, "default"), (None, 100, "no_hinting")):
+        with matplotlib.rc_context({"text.hinting": hinting}):
+            ours, theirs = aggcanvas.Renderer(1000, 400, dpi), RendererAgg(1000, 400, dpi)
+            for size in ("small", 16.0):
+                prop = FontProperties(family=family, size=size)
+                for text in strings:
+                    aggcanvas._metrics.clear()
+                    measured += ours._measure(text, prop, aggcanvas.get_hinting_flag()) is not None
+                    assert ours.get_text_width_height_descent(text, prop, False) == \
+                        theirs.get_text_width_height_descent(text, prop, False), (family, dpi, hinting, size, text)
+    assert measured >= 4 * 2 * 200  # the random strings at least: the layout's measure was the one compared
 
 
 def test_heatmaps_are_pixel_for_pixel_what_plain_matplotlib_draws():

@@ -17,6 +17,7 @@ import pytest
 from conftest import make_postgres, make_sqlite, utc
 from PIL import Image
 
+from sensorcharts import atomic
 from sensorcharts.timegrid import zone
 from test_workflow import minute_readings
 from workflow_runner import Workdir
@@ -241,11 +242,14 @@ def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
     os.killpg(first.pid, signal.SIGKILL)  # snakemake and its running jobs, mid-write
     first.wait()
     assert wd.files(".snakemake/locks/*"), "a killed run leaves Snakemake's lock behind"
-    # What a job writing in a thread of the killed Snakemake left, named as atomic.replacing names it (the
-    # kill may or may not have caught a job mid-write itself).
-    left = wd.path / "results/images/temperature/hourly" / f".2025-01-02T05.png.{first.pid}.1.tmp"
-    left.parent.mkdir(parents=True, exist_ok=True)
-    left.write_bytes(b"\x89PNG half")
+    # What a job killed mid-write leaves (the kill above may or may not have caught one): a writer that dies
+    # between writing its temporary file and renaming it into place.
+    writer = os.fork()
+    if writer == 0:
+        with atomic.replacing(wd.path / "results/images/temperature/hourly/2025-01-02T05.png") as tmp:
+            tmp.write_bytes(b"\x89PNG half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    assert os.waitpid(writer, 0)[1] == signal.SIGKILL and wd.files("results/**/.*.tmp")
 
     run = wd.snakemake("--cores", "2", wrapper=True)
     assert run.returncode == 0

@@ -295,7 +295,9 @@ def _warn_if_jobs_spawn_snakemake():
 
 def _remove_what_killed_jobs_left():
     """Temporary files of jobs killed mid-write (a killed run), before this run's jobs write again."""
-    removed = remove_orphaned_temporaries("results")
+    from sensorcharts.chartcache import CACHE_ROOT
+
+    removed = remove_orphaned_temporaries(["results", "benchmarks", str(CACHE_ROOT)])
     if removed:
         print(f"sensor-charts: removed {len(removed)} temporary file(s) left by killed jobs", file=sys.stderr)
 

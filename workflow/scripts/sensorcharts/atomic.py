@@ -2,7 +2,9 @@
 
 A job killed mid-write (kill -9, a lost database connection, a full disk) leaves no truncated output for the
 next run to trust: the rename is atomic on POSIX file systems, and the temporary file is deleted on failure.
-The temporary name is unique per process and thread, so concurrent writers never share one.
+The temporary name is unique per process and thread, so concurrent writers never share one, and names where
+its writer runs (``WRITER``: the host and PID namespace a PID means something in), so that a later run can
+tell a killed writer's file from a live one's (jobs.remove_orphaned_temporaries).
 
 The one way the package writes a whole file: ``write_bytes``, ``write_text``, ``write_json`` and
 ``write_parquet``, each ``(path, what)``; ``replacing`` for a writer that streams into a path of its own.
@@ -11,11 +13,31 @@ The one way the package writes a whole file: ``write_bytes``, ``write_text``, ``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Iterator
+
+
+def _writer() -> str:
+    """This host and PID namespace, as 8 hex digits: a cluster node or a container has other processes
+    under the same PIDs."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux
+        namespace = 0
+    return hashlib.blake2s(f"{socket.gethostname()}\0{namespace}".encode(), digest_size=4).hexdigest()
+
+
+WRITER = _writer()
+
+
+def temporary_name(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: ``.{name}.{WRITER}.{pid}.{thread}.tmp``."""
+    return path.with_name(f".{path.name}.{WRITER}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 @contextlib.contextmanager
@@ -23,7 +45,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; it becomes ``path`` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = temporary_name(path)
     tmp.unlink(missing_ok=True)
     try:
         yield tmp

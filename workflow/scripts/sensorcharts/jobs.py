@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from . import warm
+from . import atomic, warm
 from .jobprocess import Job, describe, log, run_main
 
 # What the workflow scripts take from here (the job's logger, the JSON writer) lives in jobprocess.py.
@@ -32,10 +32,10 @@ __all__ = ["POLL_S", "StepFailed", "log", "remove_orphaned_temporaries", "run_st
 POLL_S = 0.25
 _INTERRUPTED = threading.Event()
 # The temporary name atomic.replacing writes a file under before renaming it into place:
-# ".{name}.{writer's pid}.{writer's thread}.tmp" (tests/test_atomic.py checks both agree).
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
-# A temporary file left alone this long has no writer, whatever its pid says (a cluster node's pid, or a
-# pid the system has given to another process since).
+# ".{name}.{writer's host and PID namespace}.{writer's pid}.{writer's thread}.tmp" (atomic.temporary_name).
+_TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8})\.(\d+)\.\d+\.tmp$")
+# A temporary file left alone this long has no writer: one written elsewhere (a cluster node, a container)
+# whose PID means nothing here, or one whose PID the system has given to another process since.
 ORPHANED_AFTER_S = 24 * 3600
 
 
@@ -84,35 +84,43 @@ def stop_jobs_on_interrupt() -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
-def remove_orphaned_temporaries(root: str | os.PathLike) -> list[str]:
-    """Delete the temporary files under ``root`` whose writer is gone, and return their paths.
+def remove_orphaned_temporaries(roots: list[str]) -> list[str]:
+    """Delete the temporary files under the folders ``roots`` whose writer is gone, and return their paths.
 
     A job killed mid-write (kill -9 of a run, or the warm server killing a job whose run went away) cannot
     delete the file it was writing before renaming it into place. A run that has jobs to do calls this
-    before the first one: a temporary file whose writing process is no longer alive here, or which nobody
-    has written to for ``ORPHANED_AFTER_S``, is deleted; one a live process may still rename is kept.
+    before the first one: a temporary file written on this host and PID namespace by a process that is no
+    longer alive, or one nobody has written to for ``ORPHANED_AFTER_S``, is deleted; one a live process may
+    still rename (another run's, a cluster job's) is kept. A file that cannot be deleted is named on stderr.
     """
     removed = []
-    for folder, _, names in os.walk(root):
-        for name in names:
-            found = _TEMPORARY.match(name)
-            if found is None:
-                continue
-            path = os.path.join(folder, name)
-            try:
-                if _alive(int(found[1])) and time.time() - os.stat(path).st_mtime < ORPHANED_AFTER_S:
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                found = _TEMPORARY.match(name)
+                if found is None:
                     continue
-                os.unlink(path)
-            except FileNotFoundError:  # renamed into place, or removed, meanwhile
-                continue
-            removed.append(path)
+                path = os.path.join(folder, name)
+                try:
+                    if found[1] == atomic.WRITER and not _alive(int(found[2])):
+                        os.unlink(path)
+                    elif time.time() - os.stat(path).st_mtime > ORPHANED_AFTER_S:
+                        os.unlink(path)
+                    else:
+                        continue
+                except FileNotFoundError:  # renamed into place, or removed, meanwhile
+                    continue
+                except OSError as exc:
+                    print(f"sensor-charts: could not remove {path}: {exc.strerror}", file=sys.stderr)
+                    continue
+                removed.append(path)
     return removed
 
 
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process (a number above any PID included)
         return False
     except PermissionError:  # another user's process
         return True
