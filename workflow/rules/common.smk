@@ -327,18 +327,9 @@ onsuccess:
 REPORT_DAYS = [day.isoformat() for day in PLAN.days]
 
 
-def report_images(wildcards):
-    """Kept charts are inputs, hard-linked as results/report/charts/{sensor}/{interval}/{stamp}/chart.png (the
-    `charts` output): listed with a pattern, each chart gets its own wildcards, from which its category (the
-    sensor), subcategory (the interval), labels and caption are built. A function, so that a run without the
-    report (the cron target) does not declare a year of charts while the Snakefile is read (~1.5 s)."""
-    if DELETE_CHARTS:
-        return []
-    return [path for day in PLAN.days for paths in charts(PLAN.labels(day), day.isoformat()).values() for path in paths]
-
-
 def report_tables(kind):
-    """The requested days' ``kind`` ("daily" or "hourly") tables, as an input function (see report_images)."""
+    """The requested days' ``kind`` ("daily" or "hourly") tables, as an input function: a run without the report
+    (the cron target) does not declare them while the Snakefile is read."""
     return lambda wildcards: [f"results/tables/{kind}/date={day}/data.parquet" for day in REPORT_DAYS]
 
 

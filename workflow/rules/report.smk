@@ -26,7 +26,6 @@ rule prepare_report:
         daily=report_tables("daily"),
         hourly=report_tables("hourly"),
         receipts=requested_receipts,
-        images=report_images,
     output:
         **REPORT_CHARTS,
         index="results/report/charts.json",

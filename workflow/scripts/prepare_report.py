@@ -16,7 +16,7 @@ def main(snakemake):
     atomic.write_text(snakemake.output.published,
                       report.published_page(snakemake.input.receipts, sensors, tz, snakemake.params.charts_kept))
     if snakemake.params.charts_kept:
-        linked = report.link_charts(snakemake.input.images, snakemake.output.charts)
+        linked = report.link_charts(snakemake.input.metadata, snakemake.output.charts)
     else:  # charts are deleted after their upload: no links, and none left from a run that kept them
         linked = 0
         report.drop_links(report.LINKS_FOLDER)

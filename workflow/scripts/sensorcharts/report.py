@@ -101,21 +101,28 @@ def drop_links(folder) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def link_charts(image_paths, folder) -> int:
-    """Hard links ``folder/{sensor}/{interval}/{stamp}/chart.png`` to each chart (copies where links fail).
+def link_charts(metadata_paths, folder) -> int:
+    """Hard links ``folder/{sensor}/{interval}/{stamp}/chart.png`` to each chart listed in the metadata files
+    (copies where links fail); returns the number linked.
 
-    ``image_paths`` follow ``results/images/{sensor}/{interval}/{stamp}.png``. Returns the number linked.
+    The charts are not the report job's inputs: the metadata files are, and each is written by the job that
+    writes its charts, so the charts are there and current whenever it is. Declaring every chart too made
+    Snakemake match each of them to the rules that could make it while building the DAG (~0.7 s of a 30-day
+    run, a tenth of a year's dry-run).
     """
     folder = Path(folder)
-    for image in image_paths:
-        chart = ChartId.from_path(image)
-        link = folder / CHART_LINK.format(sensor=chart.sensor, interval=chart.interval, stamp=chart.stamp)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(image, link)
-        except OSError:  # another filesystem, or one without hard links
-            shutil.copy2(image, link)
-    return len(image_paths)
+    linked = 0
+    for path in metadata_paths:
+        for meta in json.loads(Path(path).read_text(encoding="utf-8")):
+            chart = ChartId.from_meta(meta)
+            link = folder / CHART_LINK.format(sensor=chart.sensor, interval=chart.interval, stamp=chart.stamp)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(chart.image, link)
+            except OSError:  # another filesystem, or one without hard links
+                shutil.copy2(chart.image, link)
+            linked += 1
+    return linked
 
 
 # ---------------------------------------------------------------------------------------------------------
