@@ -102,12 +102,17 @@ def test_a_run_removes_what_killed_writers_left_and_keeps_what_live_ones_write(t
     assert cached.wait() == -signal.SIGKILL
     [cache_left] = cache.iterdir()
 
-    removed = jobs.remove_orphaned_temporaries([str(tmp_path / "results"), str(cache), str(tmp_path / "none")])
+    below = _writer(charts / "sub" / "x.png", "die")  # in a folder not asked for: left alone
+    assert below.wait() == -signal.SIGKILL
+
+    removed = jobs.remove_orphaned_temporaries([str(charts), str(cache), str(tmp_path / "none")])
 
     assert sorted(removed) == sorted(str(p) for p in (left, stale, huge, cache_left))
-    assert sorted(p.name for p in charts.iterdir()) == sorted([live_name, foreign.name] + [p.name for p in others])
+    kept = [live_name, foreign.name, "sub", *(p.name for p in others)]
+    assert sorted(p.name for p in charts.iterdir()) == sorted(kept)
+    assert len(list((charts / "sub").iterdir())) == 1
     assert list(cache.iterdir()) == []
     live.communicate("")  # the live writer finishes: its file is renamed into place
     assert live.returncode == 0
     assert (charts / "2025-01-03T15.png").read_bytes() == b"half of it"
-    assert jobs.remove_orphaned_temporaries([str(tmp_path / "results")]) == []
+    assert jobs.remove_orphaned_temporaries([str(charts)]) == []

@@ -2,6 +2,7 @@
 # targets. The logic itself lives in the sensorcharts package (workflow/scripts/sensorcharts).
 
 import functools
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -294,10 +295,16 @@ def _warn_if_jobs_spawn_snakemake():
 
 
 def _remove_what_killed_jobs_left():
-    """Temporary files of jobs killed mid-write (a killed run), before this run's jobs write again."""
-    from sensorcharts.chartcache import CACHE_ROOT
-
-    removed = remove_orphaned_temporaries(["results", "benchmarks", str(CACHE_ROOT)])
+    """Temporary files that jobs killed mid-write left beside the outputs and benchmark files of the jobs
+    this run is about to do, and in the few folders written besides outputs (fingerprints, the publishing
+    state, counters): only those, so that a cron run does not look through a year of results."""
+    published = indexing.Paths()
+    folders = {FINGERPRINTS.folder, published.schedule.parent, published.pinned, published.metrics.parent}
+    folders = {str(folder) for folder in folders}
+    for job in workflow.dag.needrun_jobs():
+        for path in (*job.output, *([job.benchmark] if job.benchmark else [])):
+            folders.add(os.path.dirname(str(path)) or ".")
+    removed = remove_orphaned_temporaries(sorted(folders))
     if removed:
         print(f"sensor-charts: removed {len(removed)} temporary file(s) left by killed jobs", file=sys.stderr)
 

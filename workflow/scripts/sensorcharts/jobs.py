@@ -84,36 +84,37 @@ def stop_jobs_on_interrupt() -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
-def remove_orphaned_temporaries(roots: list[str]) -> list[str]:
-    """Delete the temporary files under the folders ``roots`` whose writer is gone, and return their paths.
+def remove_orphaned_temporaries(folders) -> list[str]:
+    """Delete the temporary files in ``folders`` (not below them) whose writer is gone; return their paths.
 
     A job killed mid-write (kill -9 of a run, or the warm server killing a job whose run went away) cannot
-    delete the file it was writing before renaming it into place. A run that has jobs to do calls this
-    before the first one: a temporary file written on this host and PID namespace by a process that is no
-    longer alive, or one nobody has written to for ``ORPHANED_AFTER_S``, is deleted; one a live process may
-    still rename (another run's, a cluster job's) is kept. A file that cannot be deleted is named on stderr.
+    delete the file it was writing before renaming it into place. A run calls this for the folders its jobs
+    are about to write to (a killed job is redone, so its folders are among them), before the first job: a
+    temporary file written on this host and PID namespace by a process that is no longer alive, or one
+    nobody has written to for ``ORPHANED_AFTER_S``, is deleted; one a live process may still rename
+    (another run's, a cluster job's) is kept. A file that cannot be deleted is named on stderr.
     """
     removed = []
-    for root in roots:
-        for folder, _, names in os.walk(root):
-            for name in names:
-                found = _TEMPORARY.match(name)
-                if found is None:
+    for folder in folders:
+        try:
+            entries = [entry for entry in os.scandir(folder) if _TEMPORARY.match(entry.name)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            found = _TEMPORARY.match(entry.name)
+            try:
+                if found[1] == atomic.WRITER and not _alive(int(found[2])):
+                    os.unlink(entry.path)
+                elif time.time() - entry.stat().st_mtime > ORPHANED_AFTER_S:
+                    os.unlink(entry.path)
+                else:
                     continue
-                path = os.path.join(folder, name)
-                try:
-                    if found[1] == atomic.WRITER and not _alive(int(found[2])):
-                        os.unlink(path)
-                    elif time.time() - os.stat(path).st_mtime > ORPHANED_AFTER_S:
-                        os.unlink(path)
-                    else:
-                        continue
-                except FileNotFoundError:  # renamed into place, or removed, meanwhile
-                    continue
-                except OSError as exc:
-                    print(f"sensor-charts: could not remove {path}: {exc.strerror}", file=sys.stderr)
-                    continue
-                removed.append(path)
+            except FileNotFoundError:  # renamed into place, or removed, meanwhile
+                continue
+            except OSError as exc:
+                print(f"sensor-charts: could not remove {entry.path}: {exc.strerror}", file=sys.stderr)
+                continue
+            removed.append(entry.path)
     return removed
 
 
