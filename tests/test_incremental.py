@@ -246,9 +246,12 @@ def test_killed_run_is_recovered_by_the_next(sqlite_db, tmp_path):
     # between writing its temporary file and renaming it into place.
     writer = os.fork()
     if writer == 0:
-        with atomic.replacing(wd.path / "results/images/temperature/hourly/2025-01-02T05.png") as tmp:
-            tmp.write_bytes(b"\x89PNG half")
-            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            with atomic.replacing(wd.path / "results/images/temperature/hourly/2025-01-02T05.png") as tmp:
+                tmp.write_bytes(b"\x89PNG half")
+                os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)  # never back into pytest
     assert os.waitpid(writer, 0)[1] == signal.SIGKILL and wd.files("results/**/.*.tmp")
 
     run = wd.snakemake("--cores", "2", wrapper=True)

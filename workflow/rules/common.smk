@@ -299,8 +299,8 @@ def _remove_what_killed_jobs_left():
     this run is about to do, and in the few folders written besides outputs (fingerprints, the publishing
     state, counters): only those, so that a cron run does not look through a year of results."""
     published = indexing.Paths()
-    folders = {FINGERPRINTS.folder, published.schedule.parent, published.pinned, published.metrics.parent}
-    folders = {str(folder) for folder in folders}
+    besides = (FINGERPRINTS.folder, published.schedule.parent, published.pinned, published.metrics.parent)
+    folders = {str(folder) for folder in besides}
     for job in workflow.dag.needrun_jobs():
         for path in (*job.output, *([job.benchmark] if job.benchmark else [])):
             folders.add(os.path.dirname(str(path)) or ".")

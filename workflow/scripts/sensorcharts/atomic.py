@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -33,6 +34,8 @@ def _writer() -> str:
 
 
 WRITER = _writer()
+# A temporary_name: groups 1 and 2 are its writer's WRITER and PID.
+TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8})\.(\d+)\.\d+\.tmp$")
 
 
 def temporary_name(path: Path) -> Path:

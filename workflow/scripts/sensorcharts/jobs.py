@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,9 +30,6 @@ __all__ = ["POLL_S", "StepFailed", "log", "remove_orphaned_temporaries", "run_st
 # How often a job's waiting thread looks whether the run was interrupted (see _abandoned).
 POLL_S = 0.25
 _INTERRUPTED = threading.Event()
-# The temporary name atomic.replacing writes a file under before renaming it into place:
-# ".{name}.{writer's host and PID namespace}.{writer's pid}.{writer's thread}.tmp" (atomic.temporary_name).
-_TEMPORARY = re.compile(r"^\..+\.([0-9a-f]{8})\.(\d+)\.\d+\.tmp$")
 # A temporary file left alone this long has no writer: one written elsewhere (a cluster node, a container)
 # whose PID means nothing here, or one whose PID the system has given to another process since.
 ORPHANED_AFTER_S = 24 * 3600
@@ -97,18 +93,16 @@ def remove_orphaned_temporaries(folders) -> list[str]:
     removed = []
     for folder in folders:
         try:
-            entries = [entry for entry in os.scandir(folder) if _TEMPORARY.match(entry.name)]
+            found = [(entry, name) for entry in os.scandir(folder) if (name := atomic.TEMPORARY.match(entry.name))]
         except (FileNotFoundError, NotADirectoryError):
             continue
-        for entry in entries:
-            found = _TEMPORARY.match(entry.name)
+        for entry, name in found:
+            writer, pid = name.groups()
             try:
-                if found[1] == atomic.WRITER and not _alive(int(found[2])):
-                    os.unlink(entry.path)
-                elif time.time() - entry.stat().st_mtime > ORPHANED_AFTER_S:
-                    os.unlink(entry.path)
-                else:
+                gone = writer == atomic.WRITER and not _alive(int(pid))
+                if not gone and time.time() - entry.stat().st_mtime <= ORPHANED_AFTER_S:
                     continue
+                os.unlink(entry.path)
             except FileNotFoundError:  # renamed into place, or removed, meanwhile
                 continue
             except OSError as exc:

@@ -68,13 +68,14 @@ def chart_labels(meta: dict, tz: ZoneInfo) -> dict[str, str]:
     return labels
 
 
-def chart_index(metadata_paths, tz: ZoneInfo) -> dict[str, dict[str, str]]:
-    """Labels of every chart listed in the metadata files, keyed by the chart's KV key (``ChartId.key``)."""
-    index = {}
-    for path in metadata_paths:
-        for meta in json.loads(Path(path).read_text(encoding="utf-8")):
-            index[ChartId.from_meta(meta).key] = chart_labels(meta, tz)
-    return dict(sorted(index.items()))
+def read_metadata(metadata_paths) -> list[dict]:
+    """Every chart's metadata in the metadata files (results/metadata/{kind}/{date}.json), in their order."""
+    return [meta for path in metadata_paths for meta in json.loads(Path(path).read_text(encoding="utf-8"))]
+
+
+def chart_index(metas: list[dict], tz: ZoneInfo) -> dict[str, dict[str, str]]:
+    """Labels of every chart in ``metas`` (read_metadata), keyed by the chart's KV key (``ChartId.key``)."""
+    return dict(sorted((ChartId.from_meta(meta).key, chart_labels(meta, tz)) for meta in metas))
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,9 +102,9 @@ def drop_links(folder) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def link_charts(metadata_paths, folder) -> int:
-    """Hard links ``folder/{sensor}/{interval}/{stamp}/chart.png`` to each chart listed in the metadata files
-    (copies where links fail); returns the number linked.
+def link_charts(metas: list[dict], folder) -> int:
+    """Hard links ``folder/{sensor}/{interval}/{stamp}/chart.png`` to each chart in ``metas`` (read_metadata;
+    copies where links fail); returns the number linked.
 
     The charts are not the report job's inputs: the metadata files are, and each is written by the job that
     writes its charts, so the charts are there and current whenever it is. Declaring every chart too made
@@ -111,18 +112,15 @@ def link_charts(metadata_paths, folder) -> int:
     run, a tenth of a year's dry-run).
     """
     folder = Path(folder)
-    linked = 0
-    for path in metadata_paths:
-        for meta in json.loads(Path(path).read_text(encoding="utf-8")):
-            chart = ChartId.from_meta(meta)
-            link = folder / CHART_LINK.format(sensor=chart.sensor, interval=chart.interval, stamp=chart.stamp)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(chart.image, link)
-            except OSError:  # another filesystem, or one without hard links
-                shutil.copy2(chart.image, link)
-            linked += 1
-    return linked
+    for meta in metas:
+        chart = ChartId.from_meta(meta)
+        link = folder / CHART_LINK.format(sensor=chart.sensor, interval=chart.interval, stamp=chart.stamp)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(chart.image, link)
+        except OSError:  # another filesystem, or one without hard links
+            shutil.copy2(chart.image, link)
+    return len(metas)
 
 
 # ---------------------------------------------------------------------------------------------------------
