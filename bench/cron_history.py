@@ -4,7 +4,7 @@ For each history length H (days), a fresh PostgreSQL database holds H local days
 one reading a minute for temperature, humidity and pressure, ending at a fixed `now`; a fresh working
 directory charts start = first history day .. end = today. After one untimed-for-comparison `latest` run
 (today + look-back days and their cumulative windows; NOT a full backfill, so results/ holds only the cron
-window), it times, median of N repeats:
+window), it times, median of N repeats taken in turn with the other history's:
   no-op    `snakemake --cores 2 latest` with nothing new ("Nothing to be done" is asserted)
   update   one more hour of readings appended and config `now` advanced one hour, then `latest`
   query    sensorcharts.fingerprints.compute for the cron block alone (in this process)
@@ -12,7 +12,7 @@ For the longest H it then adds 10,000 dummy old-date images and 10,000 old readi
 the no-op again: `latest` should never stat files outside its window.
 
 Usage: tools/with-env python bench/cron_history.py [--quick] [--no-old-files]
-(bench/run.py runs the same measurement, through bench_history, as part of the whole suite.)
+(bench/run.py runs the same measurement, through bench_histories, as part of the whole suite.)
 Uses the PostgreSQL server DATABASE_URL names (scratch databases, dropped afterwards), else a throwaway
 pgserver. The last line printed is one JSON object with the results.
 """
@@ -20,6 +20,7 @@ pgserver. The last line printed is one JSON object with the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -56,68 +57,96 @@ def add_old_files(wd: Path, n: int = 10_000) -> None:
         (part / "data.parquet").write_bytes(b"dummy")
 
 
-def bench_history(admin_url: str, root: Path, days: int, repeats: int, old_files: bool,
-                  extra: Callable[[str, date, date], dict] | None = None) -> dict:
-    """Load ``days`` of history into a scratch database and time `latest` on it (see the module docstring).
+def bench_histories(admin_url: str, root: Path, histories: tuple[int, ...], repeats: int, old_files: bool,
+                    extra: Callable[[str, date, date], dict] | None = None) -> list[dict]:
+    """Load each history (days) into a scratch database of its own and time `latest` on it (see the module
+    docstring); return one result per history, in the order given.
 
-    ``extra(url, first, today)``, when given, runs before the database is dropped; its dict joins the result.
+    The timed runs alternate between the histories (no-op of each, ``repeats`` times; then update of each),
+    so that the machine's drift, which moves its speed by a quarter within minutes, falls on all of them
+    alike instead of on their ratio. ``extra(url, first, today)``, when given, runs on the longest history
+    before the databases are dropped; its dict joins that history's result.
     """
-    r: dict = {"days": days}
-    with scratch_database(admin_url, f"bench_cron_{days}d") as url:
-        today = NOW.astimezone(TZ).date()
-        first = today - timedelta(days=days - 1)
+    longest = max(histories)
+    with contextlib.ExitStack() as stack:
+        runs = []
+        for days in histories:
+            runs.append(_History(stack.enter_context(scratch_database(admin_url, f"bench_cron_{days}d")), root, days))
+            runs[-1].load_and_prepare()
+        for _ in range(repeats):
+            for r in runs:
+                r.result["noop_runs"].append(r.noop())
+        for r in runs:
+            r.time_query(repeats)
+        if old_files:  # latest must not look at files of days outside its window
+            r = runs[histories.index(longest)]
+            add_old_files(r.wd)
+            r.result["noop_old_runs"] = [r.noop() for _ in range(repeats)]
+        # Updates: hour i (starting at NOW + i h) arrives, and `now` moves to the end of it.
+        for i in range(repeats):
+            for r in runs:
+                r.update(i)
+        if extra is not None:
+            r = runs[histories.index(longest)]
+            r.result.update(extra(r.url, r.first, r.today))
+    results = []
+    for r in runs:
+        assert all(j == r.result["update_jobs"][0] for j in r.result["update_jobs"]), r.result["update_jobs"]
+        for key in ("noop", "query", "update", "noop_old"):
+            if f"{key}_runs" in r.result:
+                r.result[key] = statistics.median(r.result[f"{key}_runs"])
+        results.append(r.result)
+    return results
+
+
+class _History:
+    """One history's database and working directory, and the runs timed on them."""
+
+    def __init__(self, url: str, root: Path, days: int):
+        self.url, self.days = url, days
+        self.today = NOW.astimezone(TZ).date()
+        self.first = self.today - timedelta(days=days - 1)
+        self.wd = root / f"wd_{days}d"
+        self.result: dict = {"days": days, "noop_runs": [], "update_runs": [], "update_jobs": []}
+
+    def load_and_prepare(self) -> None:
+        """The readings of the history into the database; one untimed `latest` (the cron window's charts)."""
         t0 = time.perf_counter()
-        lo = datetime.combine(first, datetime.min.time(), TZ).astimezone(timezone.utc)
-        r["rows"] = copy_readings(url, lo, NOW, vacuum=True)
-        r["load_s"] = time.perf_counter() - t0
-
+        lo = datetime.combine(self.first, datetime.min.time(), TZ).astimezone(timezone.utc)
+        self.result["rows"] = copy_readings(self.url, lo, NOW, vacuum=True)
+        self.result["load_s"] = time.perf_counter() - t0
         # Working directory: the repo's config with start..end = the whole history (so `all` would be it).
-        wd = root / f"wd_{days}d"
-        config = write_config(wd, start=first.isoformat(), end=today.isoformat(), cumulative_days=30,
-                              lookback_days=2, now=NOW.isoformat())
+        self.config = write_config(self.wd, start=self.first.isoformat(), end=self.today.isoformat(),
+                                   cumulative_days=30, lookback_days=2, now=NOW.isoformat())
+        self.result["prepare_s"], run = snakemake(self.wd, self.url, "latest")
+        self.result["prepare_jobs"] = sum(run.jobs().values())
+        self.result["extracts_on_disk"] = len(list(self.wd.glob("results/readings/date=*/data.parquet")))
 
-        r["prepare_s"], run = snakemake(wd, url, "latest")
-        r["prepare_jobs"] = sum(run.jobs().values())
-        r["extracts_on_disk"] = len(list(wd.glob("results/readings/date=*/data.parquet")))
+    def noop(self) -> float:
+        s, run = snakemake(self.wd, self.url, "latest")
+        assert "Nothing to be done" in run.output and run.jobs() == {}, run.output[-3000:]
+        return s
 
-        def noop() -> float:
-            s, run = snakemake(wd, url, "latest")
-            assert "Nothing to be done" in run.output and run.jobs() == {}, run.output[-3000:]
-            return s
-
-        r["noop_runs"] = [noop() for _ in range(repeats)]
-
-        # The fingerprint query alone, for the cron block exactly as the Snakefile computes it.
-        plan = settings.make_plan(settings.normalise(dict(config)))
+    def time_query(self, repeats: int) -> None:
+        """The fingerprint query alone, for the cron block exactly as the Snakefile computes it."""
+        plan = settings.make_plan(settings.normalise(dict(self.config)))
         block = plan.with_windows(plan.recent_days)
-        source = Source.from_config(url, config["database"])
-        r["block_days"] = len(block)
-        r["query_runs"] = []
+        source = Source.from_config(self.url, self.config["database"])
+        self.result["block_days"] = len(block)
+        self.result["query_runs"] = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             fps = compute(source, list(plan.sensors), block, plan.tz)
-            r["query_runs"].append(time.perf_counter() - t0)
+            self.result["query_runs"].append(time.perf_counter() - t0)
         assert len(fps) == len(block)
 
-        if old_files:  # latest must not look at files of days outside its window
-            add_old_files(wd)
-            r["noop_old_runs"] = [noop() for _ in range(repeats)]
-
-        # Updates: hour i (starting at NOW + i h) arrives, and `now` moves to the end of it.
-        r["update_runs"], r["update_jobs"] = [], []
-        for i in range(repeats):
-            copy_readings(url, NOW + timedelta(hours=i), NOW + timedelta(hours=i + 1))
-            now = (NOW + timedelta(hours=i + 1)).isoformat()
-            s, run = snakemake(wd, url, "latest", "--config", f"now={now}")
-            r["update_runs"].append(s)
-            r["update_jobs"].append(run.jobs())
-        assert all(j == r["update_jobs"][0] for j in r["update_jobs"]), r["update_jobs"]
-        if extra is not None:
-            r.update(extra(url, first, today))
-    for key in ("noop", "query", "update", "noop_old"):
-        if f"{key}_runs" in r:
-            r[key] = statistics.median(r[f"{key}_runs"])
-    return r
+    def update(self, i: int) -> None:
+        """Hour i after NOW arrives in the database; `latest` with `now` at its end."""
+        copy_readings(self.url, NOW + timedelta(hours=i), NOW + timedelta(hours=i + 1))
+        now = (NOW + timedelta(hours=i + 1)).isoformat()
+        s, run = snakemake(self.wd, self.url, "latest", "--config", f"now={now}")
+        self.result["update_runs"].append(s)
+        self.result["update_jobs"].append(run.jobs())
 
 
 def main() -> None:
@@ -129,13 +158,11 @@ def main() -> None:
     histories, repeats = ((3, 20), 1) if args.quick else ((7, 365), 3)
     t_start = time.perf_counter()
 
-    results = []
     with tempfile.TemporaryDirectory(prefix="bench-cron-") as tmp:
         with postgres_server(Path(tmp)) as admin_url:
-            for h in histories:
-                print(f"history {h} days: loading, preparing, timing ...", flush=True)
-                results.append(bench_history(admin_url, Path(tmp), h, repeats,
-                                             old_files=args.old_files and h == max(histories)))
+            print(f"histories of {' and '.join(map(str, histories))} days: loading, preparing, timing"
+                  " (the timed runs alternate between them) ...", flush=True)
+            results = bench_histories(admin_url, Path(tmp), histories, repeats, old_files=args.old_files)
 
     short, long_ = results
     print(f"\nnow = {NOW.isoformat()} ({NOW.astimezone(TZ):%Y-%m-%d %H:%M %Z}); cumulative_days=30, lookback_days=2;"
