@@ -202,6 +202,26 @@ def private_runtime(folder: Path) -> Iterator[dict]:
         state["stopped"] = stop_processes_naming(folder)
 
 
+def cpu_of_processes_naming(folder: Path) -> tuple[float, float]:
+    """CPU seconds of the processes whose command line names a path in ``folder``: their own, and their
+    children's that they waited for. In a private runtime folder that is the warm job server (own) and the
+    jobs it forked and reaped (children)."""
+    needle, own, children = str(folder).encode() + b"/", 0, 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        own += int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14 and 15)
+        children += int(fields[13]) + int(fields[14])  # cutime, cstime
+    tick = os.sysconf("SC_CLK_TCK")
+    return own / tick, children / tick
+
+
 def write_config(wd: Path, **overrides) -> dict:
     """``wd/config/config.yaml`` = the workflow's config updated with ``overrides``; returns it."""
     config = yaml.safe_load((WORKFLOW / "config/config.yaml").read_text())

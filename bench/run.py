@@ -27,7 +27,8 @@ with ``--cores 2``, in temporary working directories, with no publishing setting
               folder; median of 5 [3] runs. The cron figures are also given as ratios to it, which travel
               from machine to machine better than seconds do
   cron/no-op  bench/cron_history.py's measurement (``latest`` after one new hour; ``latest`` with nothing
-              new) with 7 and 365 [3 and 10] days of history; median of 3 [1] runs
+              new) with 7 and 365 [3 and 10] days of history; median of 3 [1] runs, the two histories'
+              runs taking turns
   steady cron bench/cron_steady.py: ``latest`` after one 5-minute slice at 23:00 local vs a no-op (7 days of
               history), alternating, median of 3 [1]; and the charts each steady run drew (their metadata)
   DAG         ``snakemake -n -q`` of a 365 [30] day backfill with results/ empty, on the long history
@@ -57,6 +58,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -201,14 +203,18 @@ def chart_costs(folder: Path, reps: int, warmup: int) -> dict:
 def backfill(url: str, wd: Path, days: int, check_noop: bool) -> dict:
     """`snakemake --cores 2` of ``days`` local days from BACKFILL_FIRST, in a fresh working directory."""
     config = write_config(wd, **run_config(BACKFILL_FIRST, BACKFILL_FIRST + timedelta(days=days - 1)))
-    launched = time.time()
+    launched, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds, run = snakemake(wd, url, cores=CORES)
-    ended = time.time()
+    ended, after = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Whose CPU it was: Snakemake's process (the child waited for here), the warm job server and its jobs.
+    server_s, jobs_s = common.cpu_of_processes_naming(common.RUNTIME_DIR)
+    cpu = {"snakemake": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+           "server": server_s, "jobs": jobs_s}
     charts = len(chart_files(wd / "results"))
     expected = expected_charts(config)
     assert charts == expected, f"backfill of {days} days made {charts} charts, expected {expected}"
     r = {"days": days, "wall_s": seconds, "charts": charts, "jobs": run.jobs(), "config": config, "wd": wd,
-         "profile": job_profile(wd, launched, ended)}
+         "profile": job_profile(wd, launched, ended), "cpu": cpu}
     if check_noop:  # the range is done: a dry-run must find nothing to do
         r["noop_dryrun_s"], again = snakemake(wd, url, "-n", cores=CORES)
         assert "Nothing to be done" in again.output and again.jobs() == {}, again.output[-3000:]
@@ -251,9 +257,11 @@ def job_profile(wd: Path, launched: float, ended: float) -> dict:
         if len(lines) < 2:
             continue
         row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
-        b = bench.setdefault(str(tsv.parent.relative_to(wd / "benchmarks")), {"files": 0, "s": 0.0, "max_rss": 0.0})
+        b = bench.setdefault(str(tsv.parent.relative_to(wd / "benchmarks")),
+                             {"files": 0, "s": 0.0, "cpu_s": 0.0, "max_rss": 0.0})
         b["files"] += 1
         b["s"] += float(row.get("s", "nan"))
+        b["cpu_s"] += float(row.get("cpu_time", "nan"))
         try:
             b["max_rss"] = max(b["max_rss"], float(row.get("max_rss", "nan")))
         except ValueError:  # "-" when the job was too short to sample
@@ -296,6 +304,25 @@ def print_profile(b: dict) -> None:
     for kind, (files, charts, seconds) in sorted(p["drawing"].items()):
         print(f"  metadata/{kind}: {files} jobs, {charts} charts, drawing+writing {seconds:.1f} s"
               f" ({1000 * seconds / max(charts, 1):.0f} ms/chart, processing_time)")
+    a = core_seconds(b)
+    print(f"  core-seconds: {CORES} cores x {b['wall_s']:.1f} s = {a['total']:.1f}; CPU of the render and heatmap"
+          f" jobs {a['render']:.1f}, the extracts {a['extract']:.1f}, the other jobs {a['other_jobs']:.1f}, the warm"
+          f" server {a['server']:.1f}, Snakemake {a['snakemake']:.1f};"
+          f" the rest (PostgreSQL, idle cores) {a['rest']:.1f}")
+
+
+def core_seconds(b: dict) -> dict:
+    """The backfill's cores x wall seconds by whose they were: the CPU of its render and heatmap jobs and of
+    its extracts (their benchmark files), of its other jobs (the rest of what the warm server's children
+    used), of the warm server itself and of Snakemake's process; and what is left (PostgreSQL, other
+    processes, idle cores)."""
+    bench, cpu = b["profile"]["bench"], b["cpu"]
+    render = sum(bench[k]["cpu_s"] for k in ("render_day", "render_cumulative") if k in bench)
+    extract = bench["extract_day"]["cpu_s"] if "extract_day" in bench else 0.0
+    total = CORES * b["wall_s"]
+    return {"total": total, "render": render, "extract": extract, "other_jobs": cpu["jobs"] - render - extract,
+            "server": cpu["server"], "snakemake": cpu["snakemake"],
+            "rest": total - cpu["jobs"] - cpu["server"] - cpu["snakemake"]}
 
 
 def floor_worker(index: int, days: list[str], results: str, out: str, config: dict, barrier, queue) -> None:
@@ -547,18 +574,16 @@ def main() -> None:
             startup_runs = bare_startup(root / "bare", p["startup_repeats"])
             startup = statistics.median(startup_runs)
             say(f"start-up: {startup:.2f} s (runs {', '.join(f'{s:.2f}' for s in startup_runs)})")
-            cron = []
-            for h in p["histories"]:
-                say(f"cron: {h} days of history: load, prepare `latest`, no-op and update x{p['cron_repeats']}"
-                    + (f", then a {p['dag_days']}-day dry-run" if h == max(p["histories"]) else ""))
-                extra = dag_dryrun(root, p["dag_days"]) if h == max(p["histories"]) else None
-                with private_runtime(xdg / f"cron{h}") as runtime:
-                    r = cron_history.bench_history(admin_url, root, h, p["cron_repeats"],
-                                                   old_files=args.old_files and h == max(p["histories"]), extra=extra)
-                stopped(runtime)
-                say(f"cron {h}d: no-op {r['noop']:.2f} s, update {r['update']:.2f} s ({r['update_jobs'][0]})"
+            short_days, long_days = p["histories"]
+            say(f"cron: {short_days} and {long_days} days of history: load, prepare `latest`; no-op and update"
+                f" x{p['cron_repeats']}, taking turns; then a {p['dag_days']}-day dry-run")
+            with private_runtime(xdg / "cron") as runtime:
+                cron = cron_history.bench_histories(admin_url, root, p["histories"], p["cron_repeats"],
+                                                    old_files=args.old_files, extra=dag_dryrun(root, p["dag_days"]))
+            stopped(runtime)
+            for r in cron:
+                say(f"cron {r['days']}d: no-op {r['noop']:.2f} s, update {r['update']:.2f} s ({r['update_jobs'][0]})"
                     + (f"; dry-run {r['dag_s']:.1f} s ({r['dag_jobs']} jobs)" if "dag_s" in r else ""))
-                cron.append(r)
 
             say("publishing against the doubles: a 5-minute cron across local midnight, a backfill at 60 requests/min")
             import publishing
@@ -592,6 +617,7 @@ def main() -> None:
     figures["floor_wall_s"] = f["floor_wall_s"]
     figures["backfill_to_floor"] = b["wall_s"] / f["floor_wall_s"]
     figures["floor_cpu_ms_per_chart"] = 1000 * f["floor_cpu_s"] / f["floor_charts"]
+    figures.update({f"backfill_core_s_{k}": v for k, v in core_seconds(b).items()})
     figures["backfill_wall_s_rounds"] = [round(r["wall_s"], 1) for r in backfills]
     figures["floor_wall_s_rounds"] = [round(r["floor_wall_s"], 1) for r in floors]
     figures.update(c)
