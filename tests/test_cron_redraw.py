@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 from conftest import utc
 
+from sensorcharts import atomic
+from sensorcharts.chartcache import CACHE_ROOT
 from sensorcharts.charts import render_cumulative, render_day, sensors_from_config
 from sensorcharts.tables import read_readings
 from sensorcharts.timegrid import zone
@@ -73,3 +77,34 @@ def test_a_steady_cron_run_redraws_only_the_charts_whose_readings_changed(sqlite
     assert drawn(wd, "day") == {("humidity", str(TODAY)), ("humidity", f"{TODAY}T05")}
     assert drawn(wd, "cumulative") == {("humidity", str(TODAY))}
     assert_charts_are_fresh_draws(wd, tmp_path / "second")
+
+
+def test_temporary_files_of_killed_render_jobs_leave_their_chart_caches(sqlite_db, tmp_path):
+    """A render job killed while keeping a chart in its cache leaves a temporary file there (not a chart:
+    the job's own clean-up skips it); the next run that redoes the day removes it, and keeps one whose
+    writer still lives."""
+    sqlite_db.insert(minute_readings(date(2025, 1, 12), TODAY, LA))
+    wd = Workdir(tmp_path / "wd", sqlite_db.url, start=str(TODAY), end=str(TODAY), lookback_days=0,
+                 cumulative_days=2, sensors=SENSORS)
+    wd.snakemake("--cores", "2", "latest", "--config", f"now={now(23, 2)}")
+    caches = [wd.path / CACHE_ROOT / kind / str(TODAY) for kind in ("day", "cumulative")]
+    killed = []
+    for cache in caches:
+        assert any(p.suffix == ".png" for p in cache.iterdir())
+        writer = os.fork()
+        if writer == 0:
+            try:
+                with atomic.replacing(cache / "killed.png") as tmp:
+                    tmp.write_bytes(b"\x89PNG half")
+                    os.kill(os.getpid(), signal.SIGKILL)
+            finally:
+                os._exit(1)  # never back into pytest
+        assert os.waitpid(writer, 0)[1] == signal.SIGKILL
+        killed += [p for p in cache.iterdir() if p.suffix == ".tmp"]
+    assert len(killed) == 2
+    live = atomic.temporary_name(caches[0] / "live.png")  # this process's: it may still rename it
+    live.write_bytes(b"\x89PNG being written")
+
+    run = wd.snakemake("--cores", "2", "latest", "--config", f"now={now(23, 7)}")
+    assert "removed 2 temporary file(s) left by killed jobs" in run.output
+    assert not any(p.exists() for p in killed) and live.exists()

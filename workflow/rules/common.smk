@@ -294,16 +294,24 @@ def _warn_if_jobs_spawn_snakemake():
         )
 
 
+# Where each render rule's job keeps its charts' bytes for the cron runs (sensorcharts.chartcache, which the
+# Snakefile does not import: it brings numpy): .snakemake/chart-cache/{kind}/{date}/.
+CHART_CACHE_KINDS = {"render_cumulative": "cumulative", **{f"render_day_{kind}": "day" for kind in DAY_KINDS}}
+
+
 def _remove_what_killed_jobs_left():
     """Temporary files that jobs killed mid-write left beside the outputs and benchmark files of the jobs
-    this run is about to do, and in the few folders written besides outputs (fingerprints, the publishing
-    state, counters): only those, so that a cron run does not look through a year of results."""
+    this run is about to do, in their chart caches, and in the few folders written besides outputs
+    (fingerprints, the publishing state, counters): only those, so that a cron run does not look through a
+    year of results."""
     published = indexing.Paths()
     besides = (FINGERPRINTS.folder, published.schedule.parent, published.pinned, published.metrics.parent)
     folders = {str(folder) for folder in besides}
     for job in workflow.dag.needrun_jobs():
         for path in (*job.output, *([job.benchmark] if job.benchmark else [])):
             folders.add(os.path.dirname(str(path)) or ".")
+        if job.rule.name in CHART_CACHE_KINDS:
+            folders.add(f".snakemake/chart-cache/{CHART_CACHE_KINDS[job.rule.name]}/{job.wildcards.date}")
     removed = remove_orphaned_temporaries(sorted(folders))
     if removed:
         print(f"sensor-charts: removed {len(removed)} temporary file(s) left by killed jobs", file=sys.stderr)
