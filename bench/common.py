@@ -31,7 +31,7 @@ WORKFLOW = Path(os.environ.get(SNAPSHOT_VARIABLE) or REPO)
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles", "environment.yml")
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(WORKFLOW / "workflow" / "scripts"))
-from workflow_runner import Run, stop_processes_naming  # noqa: E402  (Run.jobs() parses "Job stats")
+from workflow_runner import Run, pids_naming, stop_processes_naming  # noqa: E402  (Run.jobs() parses "Job stats")
 
 TZ = ZoneInfo("America/Los_Angeles")
 NOW = datetime(2025, 6, 30, 19, 0, tzinfo=timezone.utc)  # 12:00 PDT on 2025-06-30: "today" of the benchmarks
@@ -206,14 +206,10 @@ def cpu_of_processes_naming(folder: Path) -> tuple[float, float]:
     """CPU seconds of the processes whose command line names a path in ``folder``: their own, and their
     children's that they waited for. In a private runtime folder that is the warm job server (own) and the
     jobs it forked and reaped (children)."""
-    needle, own, children = str(folder).encode() + b"/", 0, 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
+    own = children = 0
+    for pid in pids_naming(folder):
         try:
-            if needle not in (proc / "cmdline").read_bytes():
-                continue
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         own += int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14 and 15)

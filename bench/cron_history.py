@@ -67,7 +67,6 @@ def bench_histories(admin_url: str, root: Path, histories: tuple[int, ...], repe
     alike instead of on their ratio. ``extra(url, first, today)``, when given, runs on the longest history
     before the databases are dropped; its dict joins that history's result.
     """
-    longest = max(histories)
     with contextlib.ExitStack() as stack:
         runs = []
         for days in histories:
@@ -78,17 +77,16 @@ def bench_histories(admin_url: str, root: Path, histories: tuple[int, ...], repe
                 r.result["noop_runs"].append(r.noop())
         for r in runs:
             r.time_query(repeats)
+        long_run = runs[histories.index(max(histories))]
         if old_files:  # latest must not look at files of days outside its window
-            r = runs[histories.index(longest)]
-            add_old_files(r.wd)
-            r.result["noop_old_runs"] = [r.noop() for _ in range(repeats)]
+            add_old_files(long_run.wd)
+            long_run.result["noop_old_runs"] = [long_run.noop() for _ in range(repeats)]
         # Updates: hour i (starting at NOW + i h) arrives, and `now` moves to the end of it.
         for i in range(repeats):
             for r in runs:
                 r.update(i)
         if extra is not None:
-            r = runs[histories.index(longest)]
-            r.result.update(extra(r.url, r.first, r.today))
+            long_run.result.update(extra(long_run.url, long_run.first, long_run.today))
     results = []
     for r in runs:
         assert all(j == r.result["update_jobs"][0] for j in r.result["update_jobs"]), r.result["update_jobs"]
@@ -103,7 +101,7 @@ class _History:
     """One history's database and working directory, and the runs timed on them."""
 
     def __init__(self, url: str, root: Path, days: int):
-        self.url, self.days = url, days
+        self.url = url
         self.today = NOW.astimezone(TZ).date()
         self.first = self.today - timedelta(days=days - 1)
         self.wd = root / f"wd_{days}d"

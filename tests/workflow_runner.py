@@ -99,16 +99,27 @@ class Workdir:
         }
 
 
-def stop_processes_naming(folder: Path) -> list[int]:
-    """SIGTERM every process (but this one) whose command line names a path in ``folder``; return their pids."""
+def pids_naming(folder: Path) -> list[int]:
+    """The processes (but this one) whose command line names a path in ``folder``."""
     needle, pids = str(folder).encode() + b"/", []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
             if needle in (proc / "cmdline").read_bytes():
-                os.kill(int(proc.name), signal.SIGTERM)
                 pids.append(int(proc.name))
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
+    return pids
+
+
+def stop_processes_naming(folder: Path) -> list[int]:
+    """SIGTERM every process (but this one) whose command line names a path in ``folder``; return their pids."""
+    pids = []
+    for pid in pids_naming(folder):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        pids.append(pid)
     return pids
