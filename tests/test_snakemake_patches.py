@@ -156,9 +156,14 @@ def test_an_input_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("name", ["JobScheduler._schedule_reevalutation", "IOCache.exists_local.has_inventory",
-                                  "PersistenceBase._serialize_param_pandas", "_IOFile.checksum"])
+                                  "PersistenceBase._serialize_param_pandas", "_IOFile.checksum", "Workflow.execute"])
 def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
-    if name == "_IOFile.checksum":
+    if name == "Workflow.execute":
+        from snakemake.workflow import Workflow
+
+        monkeypatch.delattr(Workflow, "execute")
+        assert snakemake_patches.after_every_run(SimpleNamespace(), print) is False
+    elif name == "_IOFile.checksum":
         from snakemake.io import _IOFile
 
         monkeypatch.delattr(_IOFile, "checksum")

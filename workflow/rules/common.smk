@@ -19,7 +19,7 @@ from sensorcharts import cluster, fingerprints, indexing, providers, settings, s
 from sensorcharts.chartid import day_charts
 from sensorcharts.codedigest import CodeDigests
 from sensorcharts.connection import DATABASE_ERRORS, Source
-from sensorcharts.jobs import remove_orphaned_temporaries, run_step, stop_jobs_on_interrupt
+from sensorcharts.jobs import remove_old_run_logs, remove_orphaned_temporaries, run_step, stop_jobs_on_interrupt
 from sensorcharts.timegrid import DATE_RE, HOUR_STAMP_RE, alternation, parse_date
 
 # Nested --config values arrive as text (upload='{threads: 8}'); the schema says what to read them as.
@@ -322,20 +322,22 @@ onstart:
     _remove_what_killed_jobs_left()
 
 
-def _record_successful_run():
-    """When a run last ended without error, for node_exporter's textfile collector (a stale cron alerts)."""
-    if workflow.dryrun:
-        return
+def _after_the_run(succeeded):
+    """After every real run, those with nothing to do included (snakemake_patches.after_every_run): when a run
+    last ended without error, for node_exporter's textfile collector (a stale cron alerts), and the old
+    records of past runs pruned."""
     import time
 
-    from sensorcharts import metrics
+    if succeeded:
+        from sensorcharts import metrics
 
-    last_run = ("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.")
-    metrics.write("results/metrics/sensor_charts_run.prom", [(*last_run, time.time())])
+        last_run = ("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.")
+        metrics.write("results/metrics/sensor_charts_run.prom", [(*last_run, time.time())])
+    if config["run_logs_days"] is not None:
+        remove_old_run_logs(".snakemake/log", config["run_logs_days"], workflow.logger_manager.get_logfile())
 
 
-onsuccess:
-    _record_successful_run()
+snakemake_patches.after_every_run(workflow, _after_the_run)
 
 
 # The report's inputs (workflow/rules/report.smk).

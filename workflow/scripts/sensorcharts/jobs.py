@@ -21,12 +21,16 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 
 from . import atomic, warm
 from .jobprocess import Job, describe, log, run_main
 
 # What the workflow scripts take from here (the job's logger, the JSON writer) lives in jobprocess.py.
-__all__ = ["POLL_S", "StepFailed", "log", "remove_orphaned_temporaries", "run_step", "stop_jobs_on_interrupt"]
+__all__ = ["POLL_S", "StepFailed", "log", "remove_old_run_logs", "remove_orphaned_temporaries", "run_step",
+           "stop_jobs_on_interrupt"]
+# Snakemake names a run's record after its start in local time, which a clock change moves by up to an hour.
+CLOCK_MARGIN_S = 2 * 3600
 # How often a job's waiting thread looks whether the run was interrupted (see _abandoned).
 POLL_S = 0.25
 _INTERRUPTED = threading.Event()
@@ -109,6 +113,39 @@ def remove_orphaned_temporaries(folders) -> list[str]:
                 print(f"sensor-charts: could not remove {entry.path}: {exc.strerror}", file=sys.stderr)
                 continue
             removed.append(entry.path)
+    return removed
+
+
+def remove_old_run_logs(folder, days: float, keep=()) -> int:
+    """Delete Snakemake's records of past runs (``*.snakemake.log`` in ``folder``) last written more than
+    ``days`` days ago, but not those named in ``keep`` (this run's); return how many went.
+
+    Snakemake writes one per run, named after the local time the run started, and deletes none: a cron run
+    every 5 minutes leaves 288 a day (15-20 kB each with jobs). A run still going writes to its own, so only
+    finished runs' records grow old. Only records whose names say they started before the cutoff (less a
+    margin for clock changes) are looked at: a fortnight of cron records takes 6 ms to list, 24 ms to stat.
+    """
+    now = time.time()
+    started_before = datetime.fromtimestamp(now - days * 86400 + CLOCK_MARGIN_S).isoformat().replace(":", "")
+    kept = {os.path.basename(path) for path in keep}
+    removed = 0
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.endswith(".snakemake.log") and e.name < started_before]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        if entry.name in kept:
+            continue
+        try:
+            if entry.stat().st_mtime >= now - days * 86400:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            print(f"sensor-charts: could not remove {entry.path}: {exc.strerror}", file=sys.stderr)
+            continue
+        removed += 1
     return removed
 
 

@@ -1,4 +1,4 @@
-"""The four places where the workflow reaches into Snakemake's internals, kept together.
+"""The five places where the workflow reaches into Snakemake's internals, kept together.
 
 All were written against Snakemake 9.27.1, the version ``environment.yml`` pins and the Snakefile's
 ``min_version`` names. ``tests/test_snakemake_patches.py`` fails as soon as the pinned Snakemake no longer
@@ -18,6 +18,10 @@ has what they rely on (see :func:`missing`); at run time another Snakemake is le
   all the job's inputs, hashing every input again for every output (snakemake/snakemake#4240): the report
   job's ~2,500 inputs four times, at the end of a backfill, while the other core waits. A file is hashed
   once while it stays the same file.
+* :func:`after_every_run`: Snakemake's ``onsuccess`` and ``onerror`` hooks run only in runs with jobs; a
+  run that finds nothing to do (most cron runs while no readings arrive) returns before them. What must
+  follow every run (the heartbeat that alerting watches, pruning old run logs) is called from around
+  ``Workflow.execute`` instead.
 
 Imported by the workflow only (``workflow/rules/common.smk``), never by a job: Snakemake is imported lazily.
 """
@@ -65,6 +69,15 @@ def missing() -> list[str]:
     else:
         if not inspect.iscoroutinefunction(getattr(_IOFile, "checksum", None)):
             problems.append("_IOFile has no coroutine method checksum(threshold, force, algorithm)")
+    try:
+        import snakemake.api  # noqa: F401  (imported first, as Snakemake does: alone, snakemake.workflow is a cycle)
+        from snakemake.workflow import Workflow
+    except ImportError as exc:
+        problems.append(f"snakemake.workflow.Workflow cannot be imported ({exc})")
+    else:
+        for name in ("execute", "is_main_process", "dryrun"):
+            if not hasattr(Workflow, name):
+                problems.append(f"Workflow has no {name}")
     return problems
 
 
@@ -179,4 +192,34 @@ def input_checksums_once() -> bool:
         return value
 
     _IOFile.checksum = checksum
+    return True
+
+
+def after_every_run(workflow, callback) -> bool:
+    """Call ``callback(succeeded)`` once ``workflow``'s run has ended, in Snakemake's main process and not in a
+    dry-run or with ``--no-hooks``: after runs with jobs and after runs that had nothing to do alike.
+
+    Snakemake (9.x) returns from ``Workflow.execute`` before its hooks when nothing is to be done, returns
+    False when files it was told to wait for never came, raises when a job failed, and otherwise returns
+    None after ``onsuccess``. A callback that fails prints one line on stderr and changes nothing about the
+    run. Returns whether the workflow was patched.
+    """
+    execute = getattr(workflow, "execute", None)
+    if not callable(execute):
+        return False
+
+    def execute_then_call_back(*args, **kwargs):
+        succeeded = False
+        try:
+            result = execute(*args, **kwargs)
+            succeeded = result is not False
+            return result
+        finally:
+            if workflow.is_main_process and not workflow.dryrun and not workflow.execution_settings.no_hooks:
+                try:
+                    callback(succeeded)
+                except Exception as exc:  # noqa: BLE001  (the run's own outcome stands)
+                    print(f"sensor-charts: after the run: {exc!r}", file=sys.stderr)
+
+    workflow.execute = execute_then_call_back
     return True
