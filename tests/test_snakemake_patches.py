@@ -161,8 +161,9 @@ def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
     if name == "Workflow.execute":
         from snakemake.workflow import Workflow
 
+        assert snakemake_patches.after_every_run(object.__new__(Workflow), print)  # patched while it has one
         monkeypatch.delattr(Workflow, "execute")
-        assert snakemake_patches.after_every_run(SimpleNamespace(), print) is False
+        assert snakemake_patches.after_every_run(object.__new__(Workflow), print) is False
     elif name == "_IOFile.checksum":
         from snakemake.io import _IOFile
 
@@ -179,3 +180,44 @@ def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
     else:
         monkeypatch.setattr(IOCache, "exists_local", property(lambda self: {}))
     assert len(snakemake_patches.missing()) == 1
+
+
+def ended_runs(capsys, outcome, dry=False, main=True, no_hooks=False, callback=None) -> list[bool]:
+    """What ``after_every_run`` calls back with around one ``execute`` of a stand-in Snakemake Workflow (only
+    what the wrapper reads) that returns ``outcome``, or raises it when it is an exception."""
+    called: list[bool] = []
+
+    def execute(executor_plugin, **settings):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    workflow = SimpleNamespace(execute=execute, is_main_process=main,
+                               execution_settings=SimpleNamespace(no_hooks=no_hooks))
+    assert snakemake_patches.after_every_run(workflow, callback or called.append)
+    plugin = SimpleNamespace(common_settings=SimpleNamespace(dryrun_exec=dry))
+    try:
+        assert workflow.execute(executor_plugin=plugin, scheduler_plugin=None) is outcome
+    except RuntimeError as exc:
+        assert exc is outcome  # the run's own failure, unchanged
+    return called
+
+
+def test_after_every_run_calls_back_after_each_real_run_with_whether_it_succeeded(capsys):
+    assert ended_runs(capsys, None) == [True]  # nothing to be done, or jobs that all succeeded
+    assert ended_runs(capsys, False) == [False]  # files it was told to wait for never came
+    assert ended_runs(capsys, RuntimeError("a job failed")) == [False]
+    assert ended_runs(capsys, None, dry=True) == []
+    assert ended_runs(capsys, RuntimeError("failed before the executor was stored"), dry=True) == []
+    assert ended_runs(capsys, None, main=False) == []  # a cluster job's Snakemake
+    assert ended_runs(capsys, None, no_hooks=True) == []
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failing_after_run_callback_is_one_line_and_leaves_the_run_as_it_was(capsys):
+    def fails(succeeded):
+        raise OSError("disk full")
+
+    assert ended_runs(capsys, None, callback=fails) == []
+    assert ended_runs(capsys, RuntimeError("a job failed"), callback=fails) == []
+    assert capsys.readouterr().err.splitlines() == ["sensor-charts: after the run: OSError('disk full')"] * 2

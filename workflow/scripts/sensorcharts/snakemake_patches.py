@@ -75,9 +75,17 @@ def missing() -> list[str]:
     except ImportError as exc:
         problems.append(f"snakemake.workflow.Workflow cannot be imported ({exc})")
     else:
-        for name in ("execute", "is_main_process", "dryrun"):
-            if not hasattr(Workflow, name):
-                problems.append(f"Workflow has no {name}")
+        if "executor_plugin" not in inspect.signature(getattr(Workflow, "execute", lambda: None)).parameters:
+            problems.append("Workflow has no method execute(executor_plugin, ...)")
+        if not hasattr(Workflow, "is_main_process"):
+            problems.append("Workflow has no is_main_process")
+    try:
+        from snakemake.settings.types import ExecutionSettings
+    except ImportError as exc:
+        problems.append(f"snakemake.settings.types.ExecutionSettings cannot be imported ({exc})")
+    else:
+        if "no_hooks" not in getattr(ExecutionSettings, "__dataclass_fields__", {}):
+            problems.append("ExecutionSettings has no field no_hooks")
     return problems
 
 
@@ -201,8 +209,9 @@ def after_every_run(workflow, callback) -> bool:
 
     Snakemake (9.x) returns from ``Workflow.execute`` before its hooks when nothing is to be done, returns
     False when files it was told to wait for never came, raises when a job failed, and otherwise returns
-    None after ``onsuccess``. A callback that fails prints one line on stderr and changes nothing about the
-    run. Returns whether the workflow was patched.
+    None after ``onsuccess``. Whether the run is a dry-run comes from the executor ``execute`` is given. A
+    callback that fails, or a Snakemake without what this reads, prints one line on stderr and changes
+    nothing about the run. Returns whether the workflow was patched.
     """
     execute = getattr(workflow, "execute", None)
     if not callable(execute):
@@ -215,11 +224,15 @@ def after_every_run(workflow, callback) -> bool:
             succeeded = result is not False
             return result
         finally:
-            if workflow.is_main_process and not workflow.dryrun and not workflow.execution_settings.no_hooks:
-                try:
+            try:
+                # The dry-run flag of the call itself: workflow.dryrun reads False until execute has stored
+                # the executor, so a dry-run that failed before that would look real.
+                plugin = kwargs.get("executor_plugin", args[0] if args else None)
+                real = plugin is not None and not plugin.common_settings.dryrun_exec
+                if real and workflow.is_main_process and not workflow.execution_settings.no_hooks:
                     callback(succeeded)
-                except Exception as exc:  # noqa: BLE001  (the run's own outcome stands)
-                    print(f"sensor-charts: after the run: {exc!r}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001  (the run's own outcome stands)
+                print(f"sensor-charts: after the run: {exc!r}", file=sys.stderr)
 
     workflow.execute = execute_then_call_back
     return True
