@@ -182,7 +182,7 @@ def test_missing_names_what_a_snakemake_without_it_lacks(monkeypatch, name):
     assert len(snakemake_patches.missing()) == 1
 
 
-def ended_runs(capsys, outcome, dry=False, main=True, no_hooks=False, callback=None) -> list[bool]:
+def ended_runs(outcome, dry=False, main=True, no_hooks=False, callback=None) -> list[bool]:
     """What ``after_every_run`` calls back with around one ``execute`` of a stand-in Snakemake Workflow (only
     what the wrapper reads) that returns ``outcome``, or raises it when it is an exception."""
     called: list[bool] = []
@@ -204,13 +204,13 @@ def ended_runs(capsys, outcome, dry=False, main=True, no_hooks=False, callback=N
 
 
 def test_after_every_run_calls_back_after_each_real_run_with_whether_it_succeeded(capsys):
-    assert ended_runs(capsys, None) == [True]  # nothing to be done, or jobs that all succeeded
-    assert ended_runs(capsys, False) == [False]  # files it was told to wait for never came
-    assert ended_runs(capsys, RuntimeError("a job failed")) == [False]
-    assert ended_runs(capsys, None, dry=True) == []
-    assert ended_runs(capsys, RuntimeError("failed before the executor was stored"), dry=True) == []
-    assert ended_runs(capsys, None, main=False) == []  # a cluster job's Snakemake
-    assert ended_runs(capsys, None, no_hooks=True) == []
+    assert ended_runs(None) == [True]  # nothing to be done, or jobs that all succeeded
+    assert ended_runs(False) == [False]  # files it was told to wait for never came
+    assert ended_runs(RuntimeError("a job failed")) == [False]
+    assert ended_runs(None, dry=True) == []
+    assert ended_runs(RuntimeError("failed before the executor was stored"), dry=True) == []
+    assert ended_runs(None, main=False) == []  # a cluster job's Snakemake
+    assert ended_runs(None, no_hooks=True) == []
     assert capsys.readouterr().err == ""
 
 
@@ -218,6 +218,6 @@ def test_a_failing_after_run_callback_is_one_line_and_leaves_the_run_as_it_was(c
     def fails(succeeded):
         raise OSError("disk full")
 
-    assert ended_runs(capsys, None, callback=fails) == []
-    assert ended_runs(capsys, RuntimeError("a job failed"), callback=fails) == []
+    assert ended_runs(None, callback=fails) == []
+    assert ended_runs(RuntimeError("a job failed"), callback=fails) == []
     assert capsys.readouterr().err.splitlines() == ["sensor-charts: after the run: OSError('disk full')"] * 2

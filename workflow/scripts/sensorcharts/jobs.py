@@ -106,13 +106,10 @@ def remove_orphaned_temporaries(folders) -> list[str]:
                 gone = writer == atomic.WRITER and not _alive(int(pid))
                 if not gone and time.time() - entry.stat().st_mtime <= ORPHANED_AFTER_S:
                     continue
-                os.unlink(entry.path)
             except FileNotFoundError:  # renamed into place, or removed, meanwhile
                 continue
-            except OSError as exc:
-                print(f"sensor-charts: could not remove {entry.path}: {exc.strerror}", file=sys.stderr)
-                continue
-            removed.append(entry.path)
+            if _remove(entry.path):
+                removed.append(entry.path)
     return removed
 
 
@@ -139,14 +136,22 @@ def remove_old_run_logs(folder, days: float, keep=()) -> int:
         try:
             if entry.stat().st_mtime >= now - days * 86400:
                 continue
-            os.unlink(entry.path)
         except FileNotFoundError:
             continue
-        except OSError as exc:
-            print(f"sensor-charts: could not remove {entry.path}: {exc.strerror}", file=sys.stderr)
-            continue
-        removed += 1
+        removed += _remove(entry.path)
     return removed
+
+
+def _remove(path: str) -> bool:
+    """Delete ``path``; whether it was there to delete. A file that cannot be deleted is named on stderr."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # removed meanwhile
+        return False
+    except OSError as exc:
+        print(f"sensor-charts: could not remove {path}: {exc.strerror}", file=sys.stderr)
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:
