@@ -1,18 +1,26 @@
-"""sensorcharts.fingerprints.Refresher: one computation per block, files rewritten only when changed."""
+"""sensorcharts.fingerprints: one computation per block, files rewritten only when changed, values that last
+across releases, and each sensor's newest reading."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
-from sensorcharts.fingerprints import Refresher
+from conftest import utc
+
+from sensorcharts import fingerprints
+from sensorcharts.connection import Source
+from sensorcharts.fingerprints import Refresher, Survey
+from sensorcharts.timegrid import zone
 
 DAY = date(2025, 1, 10)
+OUTSIDE = DAY - timedelta(days=30)
+LA = zone("America/Los_Angeles")
 
 
 def make(tmp_path, rows, calls, written_to):
     def compute(days):
         calls.append(list(days))
-        return {d.isoformat(): f"rows={rows.get(d, 0)} digest=1\n" for d in days}
+        return Survey({d.isoformat(): f"rows={rows.get(d, 0)} digest=1\n" for d in days}, {})
 
     return Refresher(compute, str(tmp_path / "fp"), blocks=[[DAY, DAY + timedelta(days=1)]], window=2,
                      active=True, after_write=written_to.append)
@@ -42,7 +50,70 @@ def test_a_block_is_computed_once_and_written_only_when_changed(tmp_path):
 
 def test_inactive_refresher_queries_nothing_and_assumes_rows(tmp_path):
     calls = []
-    refresher = Refresher(lambda days: calls.append(days) or {}, str(tmp_path / "fp"), blocks=[[DAY]], window=1,
-                          active=False)
+    refresher = Refresher(lambda days: calls.append(days) or Survey({}, {}), str(tmp_path / "fp"), blocks=[[DAY]],
+                          window=1, active=False)
     assert refresher.path(DAY).endswith("2025-01-10.txt") and calls == []
     assert refresher.has_rows(DAY)  # no file: unknown, so the day is read
+
+
+def test_the_newest_reading_of_each_sensor_is_the_latest_of_every_block_queried(tmp_path):
+    early, late = datetime(2025, 1, 9, tzinfo=timezone.utc), datetime(2025, 1, 11, tzinfo=timezone.utc)
+    found = {DAY: {"temperature": late, "humidity": early}, OUTSIDE: {"temperature": early, "pressure": early}}
+
+    def compute(days):
+        newest = {}
+        for day in days:
+            for sensor, last in found.get(day, {}).items():
+                newest[sensor] = max(last, newest.get(sensor, last))
+        return Survey({d.isoformat(): "rows=1 digest=1\n" for d in days}, newest)
+
+    refresher = Refresher(compute, str(tmp_path / "fp"), blocks=[[DAY]], window=1, active=True)
+    refresher.path(DAY)
+    refresher.path(OUTSIDE)  # an older block, queried later, does not take a sensor back in time
+    assert refresher.newest == {"temperature": late, "humidity": early, "pressure": early}
+    assert DAY in refresher.done
+
+
+# Rows whose fingerprints were computed by the code before fingerprints came from one row per (day, sensor):
+# a fingerprint that changes value redoes every day of every deployment on upgrade, so they must not.
+ROWS = [
+    (utc(2025, 1, 15, 8, 0), "temperature", 20.5, "a"),
+    (utc(2025, 1, 15, 9, 30, 15, 250000), "temperature", None, "a"),
+    (utc(2025, 1, 15, 9, 30), "humidity", 41.0, None),
+    (utc(2025, 1, 16, 7, 59, 59), "humidity", -3.25, "b"),
+    (utc(2025, 1, 16, 8, 0), "temperature", 1e-7, "b"),
+]
+DAYS = [date(2025, 1, 14), date(2025, 1, 15), date(2025, 1, 16)]
+EARLIER_RELEASE = {
+    "sqlite": {"2025-01-14": "rows=0 digest=2139300441\n", "2025-01-15": "rows=4 digest=3160890843\n",
+               "2025-01-16": "rows=1 digest=557978147\n"},
+    "postgresql": {"2025-01-14": "rows=0 digest=939209394877445855\n",
+                   "2025-01-15": "rows=4 digest=3380207340814078447\n",
+                   "2025-01-16": "rows=1 digest=1087533855919307065\n"},
+}
+
+
+def test_fingerprints_keep_the_values_of_earlier_releases(readings_db):
+    readings_db.insert(ROWS)
+    found = fingerprints.survey(Source(readings_db.url), ["temperature", "humidity"], DAYS, LA)
+    assert found.lines == EARLIER_RELEASE[readings_db.kind]
+
+
+def test_the_survey_gives_each_configured_sensors_newest_reading_up_to_now(readings_db):
+    now = utc(2025, 1, 16, 10, 0, 0, 500000)  # 02:00 on the 16th in Los Angeles: "today"
+    readings_db.insert(ROWS + [
+        (utc(2025, 1, 16, 10, 30), "humidity", 40.0, "b"),  # stamped after now: not yet
+        (utc(2025, 1, 16, 9), "wind", 3.0, "c"),  # not a configured sensor
+    ])
+    found = fingerprints.survey(Source(readings_db.url), ["temperature", "humidity", "pressure"], DAYS, LA, now)
+    assert found.newest == {"temperature": utc(2025, 1, 16, 8, 0), "humidity": utc(2025, 1, 16, 7, 59, 59)}
+    assert found.lines["2025-01-16"] == EARLIER_RELEASE[readings_db.kind]["2025-01-16"]  # the later row waits
+    assert fingerprints.survey(Source(readings_db.url), ["pressure"], DAYS, LA, now).newest == {}
+
+
+def test_sqlite_times_with_an_offset_or_a_t_are_read_as_the_instant_they_name(sqlite_db):
+    for stamp, sensor in [("2025-01-15T19:00:00Z", "humidity"), ("2025-01-15T20:00:00Z", "humidity"),
+                          ("2025-01-15T21:00:00+00:00", "temperature"), ("2025-01-15T20:59:59.5+00:00", "temperature")]:
+        sqlite_db.execute("INSERT INTO sensor_readings VALUES (%s, %s, 1.0, 'b')", (stamp, sensor))
+    found = fingerprints.survey(Source(sqlite_db.url), ["temperature", "humidity"], [date(2025, 1, 15)], LA)
+    assert found.newest == {"temperature": utc(2025, 1, 15, 21), "humidity": utc(2025, 1, 15, 20)}

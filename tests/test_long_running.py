@@ -1,6 +1,6 @@
 """What months of cron runs rely on and leave behind: the heartbeat that alerting watches, written by every
-run that ends without error (those with nothing to do included), and Snakemake's records of past runs,
-pruned after `run_logs_days`."""
+run that ends without error (those with nothing to do included), each sensor's newest reading (so that a
+sensor that falls silent alerts), and Snakemake's records of past runs, pruned after `run_logs_days`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from workflow_runner import Workdir
 LA = zone("America/Los_Angeles")
 NOW = utc(2025, 1, 14, 6, 0).isoformat()  # 22:00 on 2025-01-13 in Los Angeles
 HEARTBEAT = "results/metrics/sensor_charts_run.prom"
+READINGS = "results/metrics/sensor_charts_readings.prom"
 DAY_S = 86400
 
 
@@ -53,6 +54,34 @@ def test_every_run_that_ends_without_error_writes_the_heartbeat_those_with_nothi
     failed = wd.snakemake("--cores", "2", "latest", "--config", f"now={NOW}", check=False)
     assert failed.returncode != 0
     assert heartbeat(wd) == second
+
+
+def newest_readings(wd: Workdir) -> dict[str, float]:
+    text = (wd.path / READINGS).read_text()
+    pattern = r'^sensor_charts_newest_reading_timestamp_seconds\{sensor="(\w+)"\} (\S+)$'
+    return {sensor: float(value) for sensor, value in re.findall(pattern, text, re.M)}
+
+
+def test_each_sensors_newest_reading_up_to_now_is_written_so_that_a_silent_sensor_alerts(sqlite_db, tmp_path):
+    wd = cron(tmp_path, sqlite_db)  # temperature and humidity every minute of the day; pressure never
+    wd.snakemake("--cores", "2", "latest", "--config", f"now={NOW}")
+    last_minute = utc(2025, 1, 14, 5, 59).timestamp()
+    assert newest_readings(wd) == {"temperature": last_minute, "humidity": last_minute, "pressure": 0}
+
+    late = utc(2025, 1, 14, 5, 59, 30)
+    sqlite_db.insert([(late, "humidity", 1.0, "station-1"),
+                      (utc(2025, 1, 14, 6, 30), "temperature", 1.0, "station-1")])  # stamped after now
+    wd.snakemake("--cores", "2", "latest", "--config", f"now={NOW}")
+    assert newest_readings(wd) == {"temperature": last_minute, "humidity": late.timestamp(), "pressure": 0}
+
+    before = wd.snapshot(READINGS)
+    nothing = wd.snakemake("--cores", "2", "latest", "--config", f"now={NOW}")
+    assert "Nothing to be done" in nothing.output
+    assert wd.snapshot(READINGS) == before  # the same readings: the file is left alone
+
+    (wd.path / READINGS).unlink()
+    wd.snakemake("-n", "latest", "--config", f"now={NOW}")
+    assert not (wd.path / READINGS).exists()  # a dry-run writes nothing
 
 
 def test_records_of_runs_older_than_run_logs_days_are_deleted_after_each_run(sqlite_db, tmp_path):
@@ -93,3 +122,13 @@ def test_records_of_runs_older_than_run_logs_days_are_deleted_after_each_run(sql
     assert len(this_run) == 1  # the record of the run that pruned is kept
     assert after == (kept_all - {old}) | this_run and own.name in after
     assert "notes.txt" in after  # only Snakemake's records of runs are touched
+
+
+def test_a_gauge_per_sensor_is_one_line_per_sensor_in_prometheus_text_format():
+    from sensorcharts import metrics
+
+    gauge = ("x", "gauge", "Help.", metrics.Labelled("sensor", {"b": 2, "a": 1.5, 'q"\\\n': 0}))
+    assert metrics.exposition([gauge]) == (
+        "# HELP sensor_charts_x Help.\n# TYPE sensor_charts_x gauge\n"
+        'sensor_charts_x{sensor="a"} 1.5\nsensor_charts_x{sensor="b"} 2\nsensor_charts_x{sensor="q\\"\\\\\\n"} 0\n'
+    )

@@ -101,7 +101,8 @@ def code_digest(script):
 
 
 def _fingerprint_block(days):
-    """Fingerprints of ``days`` (bounds as in the extract: today ends at the plan's now).
+    """Fingerprints of ``days`` and each sensor's newest reading in them (bounds as in the extract: today ends
+    at the plan's now).
 
     A database that cannot be read stops the run here, before any job and with nothing written, in one
     sentence: raised from an input function, any Exception would come wrapped in Snakemake's report with
@@ -111,7 +112,7 @@ def _fingerprint_block(days):
         _start_warm_server()  # new days, whose extracts will run: the server need not wait for the query
     source = Source.from_config(settings.database_url(config), config["database"])
     try:
-        return fingerprints.compute(source, SENSORS, days, PLAN.tz, PLAN.now)
+        return fingerprints.survey(source, SENSORS, days, PLAN.tz, PLAN.now)
     except DATABASE_ERRORS as exc:
         raise SystemExit(f"sensor-charts: stopped before any job, nothing written: {exc}.") from None
 
@@ -323,16 +324,25 @@ onstart:
 
 
 def _after_the_run(succeeded):
-    """After every real run, those with nothing to do included (snakemake_patches.after_every_run): when a run
-    last ended without error, for node_exporter's textfile collector (a stale cron alerts), and the old
-    records of past runs pruned."""
+    """After every real run, those with nothing to do included (snakemake_patches.after_every_run), for
+    node_exporter's textfile collector: when a run last ended without error (a stale cron alerts) and, when
+    the run read today's fingerprints, each sensor's newest reading (a silent sensor alerts; 0 for none in
+    the days read). Then the old records of past runs are pruned."""
     import time
 
-    if succeeded:
-        from sensorcharts import metrics
+    from sensorcharts import metrics
 
+    if succeeded:
         last_run = ("last_successful_run_timestamp_seconds", "gauge", "When a Snakemake run last ended without error.")
         metrics.write("results/metrics/sensor_charts_run.prom", [(*last_run, time.time())])
+    if PLAN.today in FINGERPRINTS.done:
+        newest = {s: FINGERPRINTS.newest[s].timestamp() if s in FINGERPRINTS.newest else 0 for s in SENSORS}
+        text = "When each sensor's newest reading up to now was taken (0: none in the days the run read)."
+        metrics.write(
+            "results/metrics/sensor_charts_readings.prom",
+            [("newest_reading_timestamp_seconds", "gauge", text, metrics.Labelled("sensor", newest))],
+            if_changed=True,
+        )
     if config["run_logs_days"] is not None:
         remove_old_run_logs(".snakemake/log", config["run_logs_days"], workflow.logger_manager.get_logfile())
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -47,16 +48,33 @@ def _query(source: Source, dialect: str, days: int, sensors: int) -> str:
         digest = f"coalesce(sum(row_digest(r.{t}, r.{s}, r.{v}{device})), 0)"
     return (
         f"WITH bounds(day, lo, hi) AS (VALUES {bounds}) "
-        f"SELECT b.day, count(r.{s}), {digest} FROM bounds b "
+        f"SELECT b.day, r.{s}, count(r.{s}), {digest}, max(r.{t}) FROM bounds b "
         f"LEFT JOIN {source.table} r ON r.{t} >= b.lo AND r.{t} < b.hi AND r.{s} IN ({in_list}) "
-        f"GROUP BY b.day"
+        f"GROUP BY b.day, r.{s}"
     )
+
+
+@dataclass
+class Survey:
+    """What one query tells about a block of days: ``lines``, ``{YYYY-MM-DD: fingerprint line}``, and
+    ``newest``, ``{sensor: time of its newest reading in those days}`` (UTC; sensors without one left out)."""
+
+    lines: dict[str, str]
+    newest: dict[str, datetime]
 
 
 def compute(
     source: Source, sensors: list[str], days: list[date], tz: ZoneInfo, now: datetime | None = None
 ) -> dict[str, str]:
-    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there.
+    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there."""
+    return survey(source, sensors, days, tz, now).lines
+
+
+def survey(
+    source: Source, sensors: list[str], days: list[date], tz: ZoneInfo, now: datetime | None = None
+) -> Survey:
+    """The fingerprints of ``days`` and each sensor's newest reading in them, from one query (a day that
+    contains ``now`` ends there, so a reading stamped in the future is neither counted nor newest).
 
     Database failures raise the package's one-sentence errors (``sensorcharts.connection.DATABASE_ERRORS``).
     """
@@ -82,19 +100,46 @@ def compute(
                 cur = raw.cursor()
                 if dialect == "postgresql":  # the session is in UTC (see database.connect)
                     cur.execute(sql, params)
-                    return _lines(cur.fetchall())
+                    return _survey(cur.fetchall())
                 raw.driver_connection.create_function("row_digest", -1, _sqlite_row_digest, deterministic=True)
                 with sqlite_deadline(raw, source.statement_timeout):
                     cur.execute(sql.replace("%s", "?"), params)
-                    return _lines(cur.fetchall())
+                    return _survey(cur.fetchall())
             finally:
                 raw.close()
     finally:
         engine.dispose()
 
 
-def _lines(rows) -> dict[str, str]:
-    return {str(day): f"rows={count} digest={digest}\n" for day, count, digest in rows}
+def _survey(rows) -> Survey:
+    """Rows per (day, sensor) summed into each day's line: the digest is a sum over rows, so the day's is the
+    sum of its sensors' (a day without readings has one row, with no sensor)."""
+    counts: dict[str, int] = {}
+    digests: dict[str, int] = {}
+    newest: dict[str, datetime] = {}
+    for day, sensor, count, digest, last in rows:
+        day = str(day)
+        counts[day] = counts.get(day, 0) + count
+        digests[day] = digests.get(day, 0) + int(digest)
+        last = _as_utc(last)
+        if last is not None and (sensor not in newest or last > newest[sensor]):
+            newest[sensor] = last
+    lines = {day: f"rows={counts[day]} digest={digests[day]}\n" for day in counts}
+    return Survey(lines, newest)
+
+
+def _as_utc(value) -> datetime | None:
+    """A time column's value as an aware UTC datetime: PostgreSQL gives datetimes (naive ones are UTC by
+    contract); SQLite gives its ISO 8601 text, with or without an offset (UTC when without). None for no
+    value or text that is not ISO 8601 (the extract says what is wrong with such a table)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def write_changed(fingerprints: dict[str, str], folder: str | os.PathLike) -> list[str]:
@@ -121,7 +166,8 @@ class Refresher:
     queries the whole block that contains it: the cron window (today, the look-back and the cumulative
     windows of those days) or the requested range with its windows; a day in neither (a target asked for by
     path) brings its own cumulative window. Only the main Snakemake process queries; jobs on a cluster see
-    the files already written.
+    the files already written. ``compute_block(days)`` returns a :class:`Survey`; each sensor's newest reading
+    in the days queried so far is kept in :attr:`newest`.
     """
 
     def __init__(self, compute_block, folder: str, blocks: list[list[date]], window: int, active: bool,
@@ -134,6 +180,7 @@ class Refresher:
         self.active = active
         self.done: set[date] = set()
         self.lines: dict[str, str] = {}  # what this invocation computed, so has_rows reads no file
+        self.newest: dict[str, datetime] = {}
 
     def path(self, day: date) -> str:
         if self.active and day not in self.done:
@@ -142,8 +189,10 @@ class Refresher:
                 block = set(cumulative_window(day, self.window))
             days = sorted(block - self.done)
             computed = self.compute_block(days)
-            self.lines.update(computed)
-            written = write_changed(computed, self.folder)
+            self.lines.update(computed.lines)
+            for sensor, last in computed.newest.items():
+                self.newest[sensor] = max(last, self.newest.get(sensor, last))
+            written = write_changed(computed.lines, self.folder)
             self.done.update(days)
             if written and self.after_write is not None:
                 self.after_write(self.folder)
