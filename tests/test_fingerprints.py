@@ -84,19 +84,26 @@ ROWS = [
     (utc(2025, 1, 16, 8, 0), "temperature", 1e-7, "b"),
 ]
 DAYS = [date(2025, 1, 14), date(2025, 1, 15), date(2025, 1, 16)]
-EARLIER_RELEASE = {
-    "sqlite": {"2025-01-14": "rows=0 digest=2139300441\n", "2025-01-15": "rows=4 digest=3160890843\n",
-               "2025-01-16": "rows=1 digest=557978147\n"},
-    "postgresql": {"2025-01-14": "rows=0 digest=939209394877445855\n",
-                   "2025-01-15": "rows=4 digest=3380207340814078447\n",
-                   "2025-01-16": "rows=1 digest=1087533855919307065\n"},
+EARLIER_RELEASE = {  # {(dialect, whether the table has a device column): lines}
+    ("sqlite", True): {"2025-01-14": "rows=0 digest=2139300441\n", "2025-01-15": "rows=4 digest=3160890843\n",
+                       "2025-01-16": "rows=1 digest=557978147\n"},
+    ("sqlite", False): {"2025-01-14": "rows=0 digest=1689073658\n", "2025-01-15": "rows=4 digest=4341157878\n",
+                        "2025-01-16": "rows=1 digest=642093536\n"},
+    ("postgresql", True): {"2025-01-14": "rows=0 digest=939209394877445855\n",
+                           "2025-01-15": "rows=4 digest=3380207340814078447\n",
+                           "2025-01-16": "rows=1 digest=1087533855919307065\n"},
+    ("postgresql", False): {"2025-01-14": "rows=0 digest=309919085755591443\n",
+                            "2025-01-15": "rows=4 digest=2464117607012070120\n",
+                            "2025-01-16": "rows=1 digest=280316457718510761\n"},
 }
 
 
 def test_fingerprints_keep_the_values_of_earlier_releases(readings_db):
     readings_db.insert(ROWS)
-    found = fingerprints.survey(Source(readings_db.url), ["temperature", "humidity"], DAYS, LA)
-    assert found.lines == EARLIER_RELEASE[readings_db.kind]
+    readings_db.execute("CREATE TABLE no_device AS SELECT recorded_at, sensor_type, value FROM sensor_readings")
+    for table, with_device in (("sensor_readings", True), ("no_device", False)):
+        found = fingerprints.survey(Source(readings_db.url, table=table), ["temperature", "humidity"], DAYS, LA)
+        assert found.lines == EARLIER_RELEASE[readings_db.kind, with_device]
 
 
 def test_the_survey_gives_each_configured_sensors_newest_reading_up_to_now(readings_db):
@@ -107,13 +114,18 @@ def test_the_survey_gives_each_configured_sensors_newest_reading_up_to_now(readi
     ])
     found = fingerprints.survey(Source(readings_db.url), ["temperature", "humidity", "pressure"], DAYS, LA, now)
     assert found.newest == {"temperature": utc(2025, 1, 16, 8, 0), "humidity": utc(2025, 1, 16, 7, 59, 59)}
-    assert found.lines["2025-01-16"] == EARLIER_RELEASE[readings_db.kind]["2025-01-16"]  # the later row waits
+    assert found.lines["2025-01-16"] == EARLIER_RELEASE[readings_db.kind, True]["2025-01-16"]  # the later row waits
     assert fingerprints.survey(Source(readings_db.url), ["pressure"], DAYS, LA, now).newest == {}
 
 
-def test_sqlite_times_with_an_offset_or_a_t_are_read_as_the_instant_they_name(sqlite_db):
-    for stamp, sensor in [("2025-01-15T19:00:00Z", "humidity"), ("2025-01-15T20:00:00Z", "humidity"),
-                          ("2025-01-15T21:00:00+00:00", "temperature"), ("2025-01-15T20:59:59.5+00:00", "temperature")]:
+def test_sqlite_times_in_any_iso_form_are_compared_as_the_instants_they_name(sqlite_db):
+    for stamp, sensor in [
+        ("2025-01-15 21:00:00", "temperature"),
+        ("2025-01-15T12:30:00-08:00", "temperature"),  # 20:30 UTC: the largest text, not the newest reading
+        ("2025-01-15T12:30:00-08:00", "humidity"),
+        ("2025-01-15T20:00:00Z", "humidity"),
+        ("2025-01-15 late", "humidity"),  # not a time, and the largest text of all: skipped
+    ]:
         sqlite_db.execute("INSERT INTO sensor_readings VALUES (%s, %s, 1.0, 'b')", (stamp, sensor))
     found = fingerprints.survey(Source(sqlite_db.url), ["temperature", "humidity"], [date(2025, 1, 15)], LA)
-    assert found.newest == {"temperature": utc(2025, 1, 15, 21), "humidity": utc(2025, 1, 15, 20)}
+    assert found.newest == {"temperature": utc(2025, 1, 15, 21), "humidity": utc(2025, 1, 15, 20, 30)}

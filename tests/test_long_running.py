@@ -123,12 +123,3 @@ def test_records_of_runs_older_than_run_logs_days_are_deleted_after_each_run(sql
     assert after == (kept_all - {old}) | this_run and own.name in after
     assert "notes.txt" in after  # only Snakemake's records of runs are touched
 
-
-def test_a_gauge_per_sensor_is_one_line_per_sensor_in_prometheus_text_format():
-    from sensorcharts import metrics
-
-    gauge = ("x", "gauge", "Help.", metrics.Labelled("sensor", {"b": 2, "a": 1.5, 'q"\\\n': 0}))
-    assert metrics.exposition([gauge]) == (
-        "# HELP sensor_charts_x Help.\n# TYPE sensor_charts_x gauge\n"
-        'sensor_charts_x{sensor="a"} 1.5\nsensor_charts_x{sensor="b"} 2\nsensor_charts_x{sensor="q\\"\\\\\\n"} 0\n'
-    )

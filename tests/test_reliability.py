@@ -228,8 +228,9 @@ def test_timestamp_without_time_zone_is_read_as_utc(postgres_db, tmp_path):
         pg_admin(postgres_db, "INSERT INTO naive_readings VALUES (%s, 'temperature', %s, 'd')", (t, float(i)))
     table = extract(postgres_db, tmp_path, table="naive_readings")
     assert table.column("recorded_at").to_pylist() == [utc(2025, 1, 15, 8), utc(2025, 1, 16, 7, 59, 59)]
-    fp = fingerprints.compute(Source(postgres_db.url, table="naive_readings"), SENSORS, [DAY], LA)
-    assert fp[DAY.isoformat()].startswith("rows=2 ")
+    found = fingerprints.survey(Source(postgres_db.url, table="naive_readings"), SENSORS, [DAY], LA)
+    assert found.lines[DAY.isoformat()].startswith("rows=2 ")
+    assert found.newest == {"temperature": utc(2025, 1, 16, 7, 59, 59)}  # UTC, not Tokyo's 07:59:59
     now = utc(2025, 1, 15, 8, 0, 1)  # today has lasted one second: one row
     fp = fingerprints.compute(Source(postgres_db.url, table="naive_readings"), SENSORS, [DAY], LA, now)
     assert fp[DAY.isoformat()].startswith("rows=1 ")

@@ -43,12 +43,16 @@ def _query(source: Source, dialect: str, days: int, sensors: int) -> str:
             f"coalesce(r.{v}::text, '\\N'){device})), 1, 15))::bit(60)::bigint), 0)"
         )
         bounds = ", ".join(["(%s::text, %s::timestamptz, %s::timestamptz)"] * days)
+        newest = f"max(r.{t})"
     else:
         device = f", r.{d}" if d else ""
         digest = f"coalesce(sum(row_digest(r.{t}, r.{s}, r.{v}{device})), 0)"
+        # Text compares as text: '…T19:00Z' sorts after '… 20:00'. strftime gives every ISO 8601 form (T, Z,
+        # an offset) as UTC in one form, and NULL for text that is not a time, which max() skips.
+        newest = f"max(strftime('%Y-%m-%d %H:%M:%f', r.{t}))"
     return (
         f"WITH bounds(day, lo, hi) AS (VALUES {bounds}) "
-        f"SELECT b.day, r.{s}, count(r.{s}), {digest}, max(r.{t}) FROM bounds b "
+        f"SELECT b.day, r.{s}, count(r.{s}), {digest}, {newest} FROM bounds b "
         f"LEFT JOIN {source.table} r ON r.{t} >= b.lo AND r.{t} < b.hi AND r.{s} IN ({in_list}) "
         f"GROUP BY b.day, r.{s}"
     )
@@ -66,7 +70,8 @@ class Survey:
 def compute(
     source: Source, sensors: list[str], days: list[date], tz: ZoneInfo, now: datetime | None = None
 ) -> dict[str, str]:
-    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there."""
+    """``{YYYY-MM-DD: fingerprint line}`` for ``days``, from one query; a day that contains ``now`` ends there
+    (the fingerprints alone, for tests and benchmarks; the workflow calls :func:`survey`)."""
     return survey(source, sensors, days, tz, now).lines
 
 
@@ -122,16 +127,15 @@ def _survey(rows) -> Survey:
         counts[day] = counts.get(day, 0) + count
         digests[day] = digests.get(day, 0) + int(digest)
         last = _as_utc(last)
-        if last is not None and (sensor not in newest or last > newest[sensor]):
-            newest[sensor] = last
+        if last is not None:
+            newest[sensor] = max(last, newest.get(sensor, last))
     lines = {day: f"rows={counts[day]} digest={digests[day]}\n" for day in counts}
     return Survey(lines, newest)
 
 
 def _as_utc(value) -> datetime | None:
     """A time column's value as an aware UTC datetime: PostgreSQL gives datetimes (naive ones are UTC by
-    contract); SQLite gives its ISO 8601 text, with or without an offset (UTC when without). None for no
-    value or text that is not ISO 8601 (the extract says what is wrong with such a table)."""
+    contract); SQLite gives UTC text (strftime's). None for no value or anything else."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

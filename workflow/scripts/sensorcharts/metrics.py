@@ -55,8 +55,8 @@ def write(path, metrics, if_changed: bool = False) -> None:
     text = exposition(metrics)
     if if_changed:
         try:
-            if Path(path).read_text(encoding="utf-8") == text:
+            if Path(path).read_bytes() == text.encode():
                 return
-        except FileNotFoundError:
+        except OSError:  # missing or unreadable: written anew
             pass
     atomic.write_text(path, text)
