@@ -140,10 +140,14 @@ def test_today_has_only_the_hours_that_started(sqlite_db, tmp_path):
 
 
 def test_demo_database_spring_forward_day(tmp_path):
-    """No database configured: the demo SQLite database is created and charted (23-hour day)."""
-    wd = Workdir(tmp_path / "wd", None, start="2025-03-09", end="2025-03-09", cumulative_days=1)
+    """No database configured: the demo SQLite database is created and charted (23-hour day). Its clock is
+    set to the day's last hour, so the day is today: the demo is not a sensor network to watch, so no
+    newest-reading gauge is written even for a run that charts today."""
+    wd = Workdir(tmp_path / "wd", None, start="2025-03-09", end="2025-03-09", cumulative_days=1,
+                 now="2025-03-09T23:30:00-07:00")
     wd.snakemake("--cores", "2")
     assert (wd.path / "resources/demo/sensor_readings.sqlite").exists()
+    assert not (wd.path / "results/metrics/sensor_charts_readings.prom").exists()
     for sensor in SENSORS:
         stamps = [p.stem for p in wd.files(f"results/images/{sensor}/hourly/*.png")]
         assert len(stamps) == 23 and "2025-03-09T02" not in stamps
