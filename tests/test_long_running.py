@@ -122,4 +122,3 @@ def test_records_of_runs_older_than_run_logs_days_are_deleted_after_each_run(sql
     assert len(this_run) == 1  # the record of the run that pruned is kept
     assert after == (kept_all - {old}) | this_run and own.name in after
     assert "notes.txt" in after  # only Snakemake's records of runs are touched
-
