@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from . import atomic, metrics
 from .chartid import ChartId
-from .kvbudget import allowance, dated_keys_due, next_utc_midnight
+from .kvbudget import DAY_S, allowance, capacity, dated_keys_due, dated_keys_per_day, next_utc_midnight
 from .ledger import Ledger
 from .providers import (
     CredentialError,
@@ -224,13 +224,14 @@ class Indexer:
         changed = [row for row in newest if (self.ledger.kv_entry(ChartId(row["sensor"], row["interval"], "")
                                                                  .latest_key) or {"url": None})["url"] != row["url"]]
         usage = self.ledger.usage(self.utc_day)
-        due_later = dated_keys_due(self.cal.now, next_utc_midnight(self.cal.now), self.cal.tz, len(self.cal.sensors),
-                                   self.cal.lookback)
+        sensors, tz = len(self.cal.sensors), self.cal.tz
+        due_later = dated_keys_due(self.cal.now, next_utc_midnight(self.cal.now), tz, sensors, self.cal.lookback)
         refreshed = self.ledger.fact("latest_refreshed_at")
         allow = allowance(
             limit=self.options.kv_writes_per_day if self.live else None, used=usage["writes"],
             exhausted=bool(usage["writes_exhausted"]) and self.live, now=self.cal.now,
-            dated_waiting=len(dated_rows), dated_due_later=due_later, latest_keys=len(self.cal.sensors) * 3,
+            dated_waiting=len(dated_rows), dated_due_later=due_later,
+            dated_per_day=dated_keys_per_day(self.cal.now, tz, sensors, self.cal.lookback), latest_keys=sensors * 3,
             latest_changed=len(changed),
             latest_refreshed_at=None if refreshed is None else datetime.fromtimestamp(refreshed, timezone.utc))
         self.allowance = allow
@@ -327,7 +328,7 @@ class Indexer:
     def finish(self, succeeded: bool) -> dict:
         usage = self.ledger.usage(self.utc_day)
         limit = self.options.kv_writes_per_day
-        waiting = len(self.ledger.dated_waiting(self.now)) if self.live else 0  # offline nothing ever waits
+        waiting = self.ledger.dated_waiting(self.now) if self.live else []  # offline nothing ever waits
         pins = self.ledger.pins()
         with self.ledger.step():
             if succeeded:
@@ -339,11 +340,14 @@ class Indexer:
         }
         self.record["pinned"] = len(pins)
         self.record["keys"] = len(self.record["documents"])
-        if waiting and self.live and limit is not None:
-            days = waiting / max(1, limit - len(self.cal.sensors) * 3 * 24)
-            self.record["deferred"]["note"] = (
-                f"{waiting} dated KV key(s) wait for the daily budget (publish.kv_writes_per_day {limit}); "
-                f"later runs write them, about {max(1, round(days + 0.49))} more day(s) at this budget")
+        if self.live and limit is not None:
+            room = capacity(limit, self.cal.now, self.cal.tz, len(self.cal.sensors), self.cal.lookback)
+            self.record["budget"].update({"dated_keys_per_day": room.dated_per_day,
+                                          "latest_reserve_per_day": room.latest_reserve,
+                                          "catch_up_per_day": room.catch_up_per_day})
+            note = room.note(len(waiting), sum(row["ends"] < self.now - DAY_S for row in waiting))
+            if note:
+                self.record["deferred"]["note"] = note
         metrics.write(self.paths.metrics, [
             ("pinata_uploads_total", "counter", "Files and folders uploaded to Pinata.",
              self.ledger.fact("uploads_total", 0)),
@@ -359,11 +363,11 @@ class Indexer:
             ("kv_writes_left_today", "gauge", "KV writes left in today's budget (absent when unlimited).",
              None if limit is None else max(0, limit - usage["writes"])),
             ("kv_deletes_today", "gauge", "KV deletes sent this UTC day.", usage["deletes"]),
-            ("kv_waiting_keys", "gauge", "Dated keys of finished periods waiting for budget.", waiting),
+            ("kv_waiting_keys", "gauge", "Dated keys of finished periods waiting for budget.", len(waiting)),
             ("last_publish_timestamp_seconds", "gauge", "When the indexing job last finished without error.",
              self.ledger.fact("last_publish_at")),
         ])
-        atomic.write_json(self.paths.schedule, self._schedule(waiting))
+        atomic.write_json(self.paths.schedule, self._schedule(len(waiting)))
         return self.record
 
     def _schedule(self, waiting: int) -> dict:

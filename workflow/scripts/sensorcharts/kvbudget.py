@@ -10,8 +10,16 @@ changed key would need about 5,000. So each run asks :func:`allowance` what it m
   thousands of keys spread over the following days without starving today's hours;
 * the **latest pointers** spend what is left, evenly over the rest of the UTC day: all of them are
   refreshed together once per interval (time left ÷ refreshes the rest of the budget allows), at most once
-  a run. The reserve (one refresh an hour of every pointer, at most half the budget) means they are never
-  more than about an hour old, even while a backfill's keys wait.
+  a run. Their reserve (:func:`latest_reserve`: one refresh an hour of every pointer, at most half the
+  budget) means that, up to 6 sensors, they are never more than about an hour old, even while a backfill's
+  keys wait.
+
+Many sensors need more: each needs 52 dated keys a day with two look-back days (24 hours, a daily and a
+cumulative key, and the same 26 again when its day leaves the window and is re-pointed into its folder).
+The reserve then shrinks to what the day's dated keys leave, so they keep up while they fit in three
+quarters of the budget (up to 14 sensors on the free plan, the pointers refreshed less often than hourly).
+Past that the pointers keep a quarter, because the website reads them first; the dated keys fall further
+behind every day, and :class:`Capacity` says so in the run's record.
 
 Pure functions of the numbers handed in, so the policy is tested without a network.
 """
@@ -41,13 +49,22 @@ class Allowance:
     reason: str  # why dated keys or latest refreshes wait, for the run's record ("" when nothing waits)
 
 
+def latest_reserve(limit: int, latest_keys: int, dated_per_day: int) -> int:
+    """Writes of a whole UTC day kept for the latest pointers: one refresh an hour of each, but at most half
+    the budget, and at most what the day's own dated keys leave of it less one refresh (the pointers spend
+    in whole refreshes, so an exact fit would leave a few dated keys behind every day), though never less
+    than a quarter."""
+    return min(latest_keys * 24, limit // 2, max(limit - dated_per_day - latest_keys, limit // 4))
+
+
 def allowance(*, limit: int | None, used: int, exhausted: bool, now: datetime, dated_waiting: int,
-              dated_due_later: int, latest_keys: int, latest_changed: int,
+              dated_due_later: int, dated_per_day: int, latest_keys: int, latest_changed: int,
               latest_refreshed_at: datetime | None) -> Allowance:
     """What this run may write. ``limit`` is the daily budget (None: unlimited), ``used`` the writes spent
     this UTC day, ``exhausted`` whether Cloudflare already answered 10048 today; ``dated_waiting`` the dated
-    keys ready now, ``dated_due_later`` those that fall due before 00:00 UTC; ``latest_keys`` the number of
-    latest pointers, ``latest_changed`` how many of them have a newer chart to point to."""
+    keys ready now, ``dated_due_later`` those that fall due before 00:00 UTC, ``dated_per_day`` those of a
+    whole UTC day (:func:`dated_keys_per_day`); ``latest_keys`` the number of latest pointers,
+    ``latest_changed`` how many of them have a newer chart to point to."""
     midnight = next_utc_midnight(now)
     if exhausted:
         return Allowance(0, False, midnight, "Cloudflare's daily write limit is used up until 00:00 UTC")
@@ -55,13 +72,14 @@ def allowance(*, limit: int | None, used: int, exhausted: bool, now: datetime, d
         return Allowance(dated_waiting, latest_changed > 0, None, "")
     left = max(0, limit - used)
     day_left = (midnight - now).total_seconds()
-    reserve = math.ceil(min(latest_keys * 24, limit // 2) * day_left / DAY_S)
+    reserve = math.ceil(latest_reserve(limit, latest_keys, dated_per_day) * day_left / DAY_S)
     dated = min(dated_waiting, max(0, left - reserve - dated_due_later))
     reasons = []
     if dated < dated_waiting:
         reasons.append(f"{dated_waiting - dated} dated key(s) wait for budget (kv_writes_per_day {limit}, "
                        f"{used} used today)")
-    spare = left - dated - dated_due_later
+    # The reserve holds even when the dated keys due later would take everything left (too many sensors).
+    spare = min(left - dated, max(reserve, left - dated - dated_due_later))
     rounds = spare // latest_keys if latest_keys else 0
     if latest_changed == 0:
         return Allowance(dated, False, None, "; ".join(reasons))
@@ -91,3 +109,41 @@ def dated_keys_due(start: datetime, end: datetime, tz: ZoneInfo, sensors: int, l
             count += sensors * 2 + sensors * (len(hour_slots(leaving, tz)) + 2)
         day += timedelta(days=1)
     return count
+
+
+def dated_keys_per_day(now: datetime, tz: ZoneInfo, sensors: int, lookback: int) -> int:
+    """Dated keys that fall due in the UTC day of ``now`` (those of 00:00 UTC itself included)."""
+    midnight = next_utc_midnight(now)
+    return dated_keys_due(midnight - timedelta(days=1, microseconds=1), midnight, tz, sensors, lookback)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    sensors: int
+    limit: int  # the daily budget
+    dated_per_day: int  # dated keys the cron window makes in a UTC day
+    latest_reserve: int  # writes a day kept for the latest pointers
+    catch_up_per_day: int  # writes a day left for keys that wait (a backfill's); negative: the days fall behind
+
+    def note(self, waiting: int, overdue: int) -> str:
+        """One sentence for the run's record, or "": ``waiting`` dated keys wait for budget, ``overdue`` of them
+        for a period that ended more than a day ago (a few wait for hours in steady operation)."""
+        setting = f"publish.kv_writes_per_day {self.limit}"
+        waits = f"{waiting} dated KV key(s) wait for the daily budget ({setting})"
+        fix = "raise the budget (Cloudflare's Workers Paid plan) or chart fewer sensors"
+        if self.catch_up_per_day < 0:
+            return (f"{waits if waiting else setting + ' is too small'}: {self.sensors} sensor(s) make about "
+                    f"{self.dated_per_day} dated keys a day and their latest pointers keep {self.latest_reserve} "
+                    f"writes, so about {-self.catch_up_per_day} dated keys a day fall further behind; {fix}")
+        if not overdue:
+            return ""
+        days = max(1, math.ceil(waiting / max(1, self.catch_up_per_day)))
+        sooner = f"; {fix} to write them sooner" if days > 7 else ""
+        return f"{waits}; later runs write them, about {days} more day(s) at this budget{sooner}"
+
+
+def capacity(limit: int, now: datetime, tz: ZoneInfo, sensors: int, lookback: int) -> Capacity:
+    """What a budget of ``limit`` writes a day leaves, in the UTC day of ``now``, for keys that wait."""
+    dated = dated_keys_per_day(now, tz, sensors, lookback)
+    reserve = latest_reserve(limit, sensors * 3, dated)
+    return Capacity(sensors, limit, dated, reserve, limit - dated - reserve)
