@@ -84,6 +84,19 @@ def root_of(url: str) -> str:
     return url.removeprefix("ipfs://").split("/", 1)[0]
 
 
+def in_grace(wd: Path, roots: set[str], now: datetime, grace_minutes: int = 10) -> set[str]:
+    """Those of ``roots`` that the deployment's ledger holds in their grace period at ``now`` (unreferenced
+    for less than ``grace_minutes``): pinned by design, deleted by a later run."""
+    import sqlite3
+
+    con = sqlite3.connect(wd / "results/publish/ledger.sqlite")
+    try:
+        since = dict(con.execute("SELECT root, unreferenced_since FROM pins").fetchall())
+    finally:
+        con.close()
+    return {r for r in roots if since.get(r) is not None and now.timestamp() - since[r] < grace_minutes * 60}
+
+
 def live_and_pinned(wd: Path, pinata, kv) -> tuple[set[str], set[str]]:
     live = {root_of(json.loads(v)["ipfs_url"]) for v in kv.store.values()}
     for path in wd.glob("results/receipts/*/*.json"):
@@ -213,7 +226,7 @@ def whole_day(url: str, wd: Path, sensors: int = 3) -> dict:
         gaps = [(b - a).total_seconds() / 60 for a, b in zip([midnight, *moves], [*moves, now])]
         waiting = json.loads((wd / "results/kv/recent.json").read_text())["deferred"].get("dated", 0)
         uploads, deletes = len(pinata.uploads) - deployed[0], len(pinata.deleted) - deployed[1]
-        deployment.settle(now)
+        now = deployment.settle(now)
         live, pinned = live_and_pinned(wd, pinata, kv)
         usage = kv.usage(DAY.isoformat())
         return {
@@ -223,6 +236,8 @@ def whole_day(url: str, wd: Path, sensors: int = 3) -> dict:
             "day_latest_moves": len(moves), "day_latest_longest_wait_min": max(gaps),
             "day_pinata_uploads": uploads, "day_pinata_deletes": deletes,
             "day_pinned_most": max(pins), "day_pinned_end": len(pinned), "day_pinned_equals_live": pinned == live,
+            "day_live_not_pinned": len(live - pinned), "day_pinned_in_grace": len(in_grace(wd, pinned - live, now)),
+            "day_pinned_not_live_past_grace": len(pinned - live - in_grace(wd, pinned - live, now)),
         }
 
 

@@ -134,12 +134,14 @@ def test_a_backfill_over_the_budget_finishes_indexing_over_the_following_days(sq
     waiting = record["deferred"]["dated"]
     assert waiting > 0 and dep.writes_on("2025-02-01") <= 100
     assert re.search(r"\d+ dated KV key\(s\) wait for the daily budget", first.output)  # the run says so
-    # ... and that a cron at this budget could not keep up: 52 dated keys a sensor a day, 25 kept for the pointers.
+    # ... and that a cron at this budget could not keep up: 52 dated keys a sensor a day, and the pointers'
+    # reserve of 25 writes spends 4 refreshes of 6.
     budget = record["budget"]
     dated = 52 * len(SENSORS)
-    assert (budget["dated_keys_per_day"], budget["latest_reserve_per_day"]) == (dated, 25)
-    assert budget["catch_up_per_day"] == 100 - dated - 25 < 0
-    assert f"about {dated + 25 - 100} dated keys a day fall further behind" in first.output
+    assert (budget["dated_keys_per_day"], budget["latest_writes_per_day"]) == (dated, 24)
+    assert budget["catch_up_per_day"] == 100 - dated - 24 < 0
+    assert "is too small for a cron of 2 sensor(s)" in first.output
+    assert f"about {dated + 24 - 100} dated keys a day fall further behind" in first.output
     assert all(f"{s}:{i}:latest" in kv.store for s in SENSORS for i in ("daily", "hourly", "cumulative"))
     for day in range(2, 6):
         dep.set_clock(now + timedelta(days=day - 1))

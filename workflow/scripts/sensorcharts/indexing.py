@@ -343,7 +343,7 @@ class Indexer:
         if self.live and limit is not None:
             room = capacity(limit, self.cal.now, self.cal.tz, len(self.cal.sensors), self.cal.lookback)
             self.record["budget"].update({"dated_keys_per_day": room.dated_per_day,
-                                          "latest_reserve_per_day": room.latest_reserve,
+                                          "latest_writes_per_day": room.latest_per_day,
                                           "catch_up_per_day": room.catch_up_per_day})
             note = room.note(len(waiting), sum(row["ends"] < self.now - DAY_S for row in waiting))
             if note:

@@ -52,9 +52,9 @@ class Allowance:
 def latest_reserve(limit: int, latest_keys: int, dated_per_day: int) -> int:
     """Writes of a whole UTC day kept for the latest pointers: one refresh an hour of each, but at most half
     the budget, and at most what the day's own dated keys leave of it less one refresh (the pointers spend
-    in whole refreshes, so an exact fit would leave a few dated keys behind every day), though never less
-    than a quarter."""
-    return min(latest_keys * 24, limit // 2, max(limit - dated_per_day - latest_keys, limit // 4))
+    in whole refreshes, so an exact fit would leave a few dated keys behind every day). That last cap never
+    goes below a quarter of the budget, nor below one refresh."""
+    return min(latest_keys * 24, limit // 2, max(limit - dated_per_day - latest_keys, limit // 4, latest_keys))
 
 
 def allowance(*, limit: int | None, used: int, exhausted: bool, now: datetime, dated_waiting: int,
@@ -121,9 +121,9 @@ def dated_keys_per_day(now: datetime, tz: ZoneInfo, sensors: int, lookback: int)
 class Capacity:
     sensors: int
     limit: int  # the daily budget
-    dated_per_day: int  # dated keys the cron window makes in a UTC day
-    latest_reserve: int  # writes a day kept for the latest pointers
-    catch_up_per_day: int  # writes a day left for keys that wait (a backfill's); negative: the days fall behind
+    dated_per_day: int  # dated keys a cron of the window makes in a UTC day
+    latest_per_day: int  # writes a day the latest pointers spend of their reserve (in whole refreshes)
+    catch_up_per_day: int  # writes a day left for keys that wait (a backfill's); negative: the cron falls behind
 
     def note(self, waiting: int, overdue: int) -> str:
         """One sentence for the run's record, or "": ``waiting`` dated keys wait for budget, ``overdue`` of them
@@ -131,13 +131,15 @@ class Capacity:
         setting = f"publish.kv_writes_per_day {self.limit}"
         waits = f"{waiting} dated KV key(s) wait for the daily budget ({setting})"
         fix = "raise the budget (Cloudflare's Workers Paid plan) or chart fewer sensors"
-        if self.catch_up_per_day < 0:
-            return (f"{waits if waiting else setting + ' is too small'}: {self.sensors} sensor(s) make about "
-                    f"{self.dated_per_day} dated keys a day and their latest pointers keep {self.latest_reserve} "
-                    f"writes, so about {-self.catch_up_per_day} dated keys a day fall further behind; {fix}")
+        if self.catch_up_per_day <= 0:
+            left = (f"so about {-self.catch_up_per_day} dated keys a day fall further behind"
+                    if self.catch_up_per_day < 0 else "so nothing is left for keys that wait")
+            return (f"{waits + ', and the budget' if waiting else setting} is too small for a cron of "
+                    f"{self.sensors} sensor(s): they make about {self.dated_per_day} dated keys a day and their "
+                    f"latest pointers spend {self.latest_per_day} writes, {left}; {fix}")
         if not overdue:
             return ""
-        days = max(1, math.ceil(waiting / max(1, self.catch_up_per_day)))
+        days = math.ceil(waiting / self.catch_up_per_day)
         sooner = f"; {fix} to write them sooner" if days > 7 else ""
         return f"{waits}; later runs write them, about {days} more day(s) at this budget{sooner}"
 
@@ -145,5 +147,6 @@ class Capacity:
 def capacity(limit: int, now: datetime, tz: ZoneInfo, sensors: int, lookback: int) -> Capacity:
     """What a budget of ``limit`` writes a day leaves, in the UTC day of ``now``, for keys that wait."""
     dated = dated_keys_per_day(now, tz, sensors, lookback)
-    reserve = latest_reserve(limit, sensors * 3, dated)
-    return Capacity(sensors, limit, dated, reserve, limit - dated - reserve)
+    latest_keys = sensors * 3
+    latest = latest_keys * (latest_reserve(limit, latest_keys, dated) // latest_keys) if latest_keys else 0
+    return Capacity(sensors, limit, dated, latest, limit - dated - latest)
