@@ -228,6 +228,7 @@ def whole_day(url: str, wd: Path, sensors: int = 3) -> dict:
         uploads, deletes = len(pinata.uploads) - deployed[0], len(pinata.deleted) - deployed[1]
         now = deployment.settle(now)
         live, pinned = live_and_pinned(wd, pinata, kv)
+        grace = in_grace(wd, pinned - live, now)
         usage = kv.usage(DAY.isoformat())
         return {
             "day_sensors": sensors, "day_runs": len(seconds), "day_run_median_s": statistics.median(seconds),
@@ -236,8 +237,8 @@ def whole_day(url: str, wd: Path, sensors: int = 3) -> dict:
             "day_latest_moves": len(moves), "day_latest_longest_wait_min": max(gaps),
             "day_pinata_uploads": uploads, "day_pinata_deletes": deletes,
             "day_pinned_most": max(pins), "day_pinned_end": len(pinned), "day_pinned_equals_live": pinned == live,
-            "day_live_not_pinned": len(live - pinned), "day_pinned_in_grace": len(in_grace(wd, pinned - live, now)),
-            "day_pinned_not_live_past_grace": len(pinned - live - in_grace(wd, pinned - live, now)),
+            "day_live_not_pinned": len(live - pinned), "day_pinned_in_grace": len(grace),
+            "day_pinned_not_live_past_grace": len(pinned - live - grace),
         }
 
 
