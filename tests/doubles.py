@@ -515,8 +515,9 @@ class PinataDouble(_HTTPDouble):
     "mime_type", "group_id", "keyvalues", "network", "created_at", "car"}``), ``deleted`` (ids, in order),
     ``uploads`` (every accepted upload: ``{"id", "name", "cid", "size", "network", "group_id", "keyvalues",
     "is_duplicate", "sha256"}``; ``sha256`` of the uploaded bytes, the CAR's for a CAR), ``pin_count``,
-    ``pinned_bytes``, ``requests``. ``clock`` (a callable returning epoch seconds, default ``time.time``)
-    dates ``created_at``. ``is_duplicate``: CHOICE, a file with the same CID is pinned now.
+    ``pinned_most`` (the most files pinned at any moment), ``pinned_bytes``, ``requests``. ``clock`` (a callable
+    returning epoch seconds, default ``time.time``) dates ``created_at``. ``is_duplicate``: CHOICE, a file with
+    the same CID is pinned now.
 
     Faults: ``inject(*faults, endpoint=None)`` queues faults for the next request to any endpoint but the
     gateway, or, with ``endpoint`` one of ``"upload"``, ``"list"``, ``"get"``, ``"delete"``, ``"data"``, for
@@ -542,6 +543,7 @@ class PinataDouble(_HTTPDouble):
         self.uploads: list[dict] = []
         self.files: dict[str, dict] = {}
         self.deleted: list[str] = []
+        self.pinned_most = 0  # the most files pinned at any moment, mid-run included
         self._cid_version = "v1"
         self._blocks: dict[CID, bytes] = {}  # every block a CAR upload brought, for the gateway
         self._dag_cids: dict[str, set[CID]] = {}  # file id -> the CIDs its DAG holds
@@ -754,6 +756,7 @@ class PinataDouble(_HTTPDouble):
                 "network": network, "created_at": created_at, "car": car == "true",
             }
             self.files[file_id] = record
+            self.pinned_most = max(self.pinned_most, len(self.files))
             if car == "true":
                 self._dag_cids[file_id] = dag_cids
             else:

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 import requests
+import yaml
 from conftest import utc
 from test_publish import CF_TOKEN, FAST_RETRIES, JWT, SENSORS, credentials, root_of
 
@@ -268,3 +269,45 @@ def test_each_run_leaves_prometheus_counters_that_match_the_services(sqlite_db, 
     assert "# TYPE sensor_charts_pinata_uploads_total counter" in text
     run_metrics = (dep.wd.path / "results/metrics/sensor_charts_run.prom").read_text()
     assert re.search(r"^sensor_charts_last_successful_run_timestamp_seconds \d", run_metrics, re.M)
+
+
+def test_a_deployment_near_pinatas_file_limit_is_told_the_keep_days_that_holds_and_it_does(sqlite_db, services,
+                                                                                           tmp_path):
+    """Six finished days as folders and a cron near the end of the seventh, against a Pinata double that refuses
+    uploads past its file limit. 2 sensors and no look-back day: the window pins about 64 charts at its
+    fullest and 12 superseded ones wait out their grace, so with 80 files the run says the limit is reached and
+    that keep_days 3 holds; with that set, the cron crosses local midnight (the day leaves the window as a new
+    folder, the oldest are retired) and Pinata never holds more than 80 at any moment."""
+    LIMIT = 80
+    pinata, kv = services
+    pinata.file_limit = LIMIT
+    start = utc(2025, 1, 14, 22, 50)
+    sqlite_db.insert([r for r in minute_readings(date(2025, 1, 8), date(2025, 1, 14), UTC_ZONE) if r[0] < start])
+    dep = Deployment(tmp_path, sqlite_db, pinata, kv, timezone="UTC", lookback_days=0, start="2025-01-08",
+                     end="2025-01-14", now=start.isoformat(),
+                     publish={"pinata_files": LIMIT, "kv_writes_per_day": None})
+    first = dep.run()
+    quota = dep.record("range")["pinata"]
+    assert (quota["pinned"], quota["folders"]) == (pinata.pin_count, 6)
+    assert (quota["peak"], quota["full_in_days"], quota["keep_days_that_fit"]) == (6 + 1 + 64 + 12, 0, 3)
+    assert "at or over publish.pinata_files 80" in first.output
+    assert "set publish.keep_days to at most 3 " in first.output
+    text = (dep.wd.path / "results/metrics/sensor_charts.prom").read_text()
+    assert re.search(r"^sensor_charts_pinata_file_limit 80$", text, re.M)
+    assert re.search(r"^sensor_charts_pinata_full_in_days 0$", text, re.M)
+
+    config_file = dep.wd.path / "config/config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["publish"]["keep_days"] = 3
+    config_file.write_text(yaml.safe_dump(config))
+    for _ in range(7):  # 23:05 to 00:35, readings arriving up to 00:30
+        run = dep.run("latest", minutes=15, readings_until=utc(2025, 1, 15, 0, 30))
+        assert "pinata_files" not in run.output
+        assert dep.record()["pinata"]["full_in_days"] is None
+    # Held under the limit, and by little: without a KV budget the pointers move every run (their 6 earlier
+    # targets are not kept) and 15-minute steps hold one run's superseded versions, not two (6 fewer).
+    assert LIMIT - 12 <= pinata.pinned_most <= LIMIT
+    folders = sorted(re.search(r"\d{4}-\d\d-\d\d", f["name"])[0] for f in pinata.files.values()
+                     if f["number_of_files"] > 1)
+    assert folders == ["2025-01-12", "2025-01-13", "2025-01-14"]
+    assert dep.kv_roots() <= dep.pinned(), "a KV key points to a deleted pin"

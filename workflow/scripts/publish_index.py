@@ -32,5 +32,7 @@ def main(snakemake):
     log.info("KV %s: %d dated key(s), %d latest; waiting: %s; pins deleted: %d; budget: %s",
              "written" if record["written_to_kv"] else "recorded only (not written)", len(written["dated"]),
              len(written["latest"]), record["deferred"], len(record["pins_deleted"]), record["budget"])
-    if record["deferred"].get("note"):  # keys waiting for days, or a budget too small: the run says so
-        print(f"{snakemake.rule}: {record['deferred']['note']}", file=sys.stderr)
+    # Keys waiting for days, a budget too small, Pinata's file quota near: the run says so.
+    for note in (record["deferred"].get("note"), record.get("pinata", {}).get("note")):
+        if note:
+            print(f"{snakemake.rule}: {note}", file=sys.stderr)

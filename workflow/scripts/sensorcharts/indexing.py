@@ -11,9 +11,10 @@ One job per run (``publish_index``) reads the run's receipts into the ledger (le
    to and that holds no chart's current version is deleted once it has been so for ``grace_minutes``
    (KV reads lag up to a minute behind writes). A delete that fails is retried by a later run.
 
-Then it writes the run's record, the Prometheus counters, and ``results/publish/schedule.json``: when the
-index job has work again (a period ends, a pointer may be refreshed, a grace period ends, waiting keys may
-fit), which the workflow reads while it builds the DAG to decide whether to run this job without new charts.
+Then it writes the run's record (with where the pins stand against Pinata's file quota, pinquota.py), the
+Prometheus counters, and ``results/publish/schedule.json``: when the index job has work again (a period ends,
+a pointer may be refreshed, a grace period ends, waiting keys may fit), which the workflow reads while it
+builds the DAG to decide whether to run this job without new charts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from . import atomic, metrics
 from .chartid import ChartId
 from .kvbudget import DAY_S, allowance, capacity, dated_keys_due, dated_keys_per_day, next_utc_midnight
 from .ledger import Ledger
+from .pinquota import PinQuota
 from .providers import (
     CredentialError,
     KVClient,
@@ -48,12 +50,13 @@ BACKLOG_RETRY = timedelta(minutes=30)  # how soon a run with dated keys still wa
 
 @dataclass(frozen=True)
 class Options:
-    """Config ``publish``: the KV budget, the grace before deleting, retention."""
+    """Config ``publish``: the KV budget, the grace before deleting, retention, Pinata's file quota."""
 
     kv_writes_per_day: int | None = 1000
     kv_deletes_per_day: int | None = 1000
     grace_minutes: float = 10
     keep_days: int | None = None
+    pinata_files: int | None = 500
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,9 @@ class Indexer:
             "deletes_today": usage["deletes"], "cloudflare_limit_reached": bool(usage["writes_exhausted"]),
         }
         self.record["pinned"] = len(pins)
+        quota = self._pin_quota(pins)
+        if quota is not None:
+            self.record["pinata"] = dict(quota.figures(), note=quota.note())
         self.record["keys"] = len(self.record["documents"])
         if self.live and limit is not None:
             room = capacity(limit, self.cal.now, self.cal.tz, len(self.cal.sensors), self.cal.lookback)
@@ -356,6 +362,10 @@ class Indexer:
             ("pinata_delete_failures_total", "counter", "Pinata deletes that failed (retried by a later run).",
              self.ledger.fact("pin_delete_failures_total", 0)),
             ("pinned_files", "gauge", "Files and folders this deployment holds on Pinata.", len(pins)),
+            ("pinata_file_limit", "gauge", "publish.pinata_files (absent when unlimited).",
+             None if quota is None else quota.limit),
+            ("pinata_full_in_days", "gauge", "Days until a cron's pins meet publish.pinata_files at one folder a "
+             "day (absent when never).", None if quota is None else quota.full_in_days),
             ("kv_writes_total", "counter", "KV writes sent (each pair of a bulk write counts).",
              self.ledger.fact("kv_writes_total", 0)),
             ("kv_writes_today", "gauge", "KV writes sent this UTC day.", usage["writes"]),
@@ -369,6 +379,14 @@ class Indexer:
         ])
         atomic.write_json(self.paths.schedule, self._schedule(len(waiting)))
         return self.record
+
+    def _pin_quota(self, pins: dict) -> PinQuota | None:
+        """Where this deployment stands against Pinata's file quota (None: no uploads, or no limit set)."""
+        if self.pinata is None or self.options.pinata_files is None:
+            return None
+        return PinQuota(self.options.pinata_files, len(self.cal.sensors), self.cal.lookback, self.options.keep_days,
+                        self.options.grace_minutes, pinned=len(pins),
+                        folders=sum(pin["kind"] == "folder" for pin in pins.values()))
 
     def _schedule(self, waiting: int) -> dict:
         """When this job has work again without new charts, and which days are still published chart by chart."""
