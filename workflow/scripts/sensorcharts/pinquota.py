@@ -4,10 +4,13 @@ Pinata counts the files and folders an account pins; its free plan holds 500, ma
 takes no uploads past 125 % (docs/ipfs-and-providers.md). What a deployment with a cron pins at its fullest (the
 end of a local day, or the run just after it):
 
-* the **cron window** chart by chart: up to 27 charts a sensor and local day (24 hours, 25 on the day the
-  clocks go back, a daily and a cumulative chart) for today and the look-back days that are still published;
-* per sensor, the 3 earlier versions the ``latest`` pointers may still name between two refreshes, and the
-  3 new versions a run uploads before its index job deletes what their grace period has ended;
+* the **cron window** chart by chart: 26 charts a sensor and local day (24 hours, a daily and a cumulative
+  chart) for today and the look-back days that are still published, one more while a day with 25 hours
+  (the clocks go back) is among them;
+* per sensor, 3 charts of each of: the new day's first (after local midnight the day that left the window
+  stays pinned until its folder is indexed and its grace period ends), the earlier versions the ``latest``
+  pointers may still name between two refreshes, and a run's new versions, uploaded before its index job
+  deletes what their grace period has ended;
 * superseded versions waiting out their grace period: 3 a sensor for each run of a cron every 5 minutes in
   that period (two runs with the default 10 minutes; a cron more often than that holds more);
 * one **folder per finished day** that left the window, one more every day, for good unless ``keep_days``
@@ -17,9 +20,9 @@ end of a local day, or the run just after it):
 
 Folders are the only part that grows, so the count a cron reaches is known ahead: :class:`PinQuota` says in
 how many days it meets the limit and the largest ``keep_days`` that never does. The whole-day benchmark
-(``bench/publishing.py --day``) measured 271 pins at most for 3 sensors and 1,081 for 12; this estimates 280
-and 1,117 plus the folders. A deployment that only backfills (no chart pinned alone) is not a cron: only
-what it holds counts. Pure arithmetic on the ledger's counts, like kvbudget.py.
+(``bench/publishing.py --day``) measured 280 pins at most for 3 sensors, at any moment of a run, where this
+estimates 283 (a fall-back day's charts included). A deployment that only backfills (no chart pinned alone)
+is not a cron: only what it holds counts. Pure arithmetic on the ledger's counts, like kvbudget.py.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CHARTS_PER_SENSOR_DAY = 27  # 24 hourly charts (25 when the clocks go back), a daily and a cumulative one
-VERSIONS_PER_SENSOR_RUN = 3  # a run's new versions of the current hour's, the daily and the cumulative chart
+CHARTS_PER_SENSOR_DAY = 26  # 24 hourly charts, a daily and a cumulative one
+FALL_BACK_CHARTS = 1  # a 25-hour day's extra hourly chart, a sensor (at most one such day in a window)
+VERSIONS_PER_SENSOR_RUN = 3  # what a run makes of a sensor: the current hour's, the daily and the cumulative
 CRON_MINUTES = 5  # the cron the estimate assumes (docs/operating.md)
 WARN_DAYS = 30  # the note starts this many days before the limit is met
 
@@ -49,11 +53,11 @@ class PinQuota:
         return self.pinned > self.folders
 
     def window_of(self, lookback: int) -> int:
-        """Pins of a cron window of ``lookback`` look-back days at its fullest: its charts, the pointers'
-        earlier targets, a run's new versions, and the superseded versions in their grace period."""
+        """Pins of a cron window of ``lookback`` look-back days at its fullest: its charts, the new day's first,
+        the pointers' earlier targets, a run's new versions, and the superseded versions in their grace period."""
         runs = max(1, math.ceil(self.grace_minutes / CRON_MINUTES))
-        per_sensor = CHARTS_PER_SENSOR_DAY * (lookback + 1) + (2 + runs) * VERSIONS_PER_SENSOR_RUN
-        return self.sensors * per_sensor
+        charts = CHARTS_PER_SENSOR_DAY * (lookback + 1) + FALL_BACK_CHARTS
+        return self.sensors * (charts + (3 + runs) * VERSIONS_PER_SENSOR_RUN)
 
     @property
     def window(self) -> int:
