@@ -125,7 +125,7 @@ def test_a_deployment_that_only_backfills_counts_only_what_it_holds():
 
 
 def test_the_estimate_is_above_the_whole_day_benchmarks_peaks():
-    """``bench/publishing.py --day`` measured at most 280 pins at any moment for 3 sensors
+    """``bench/publishing.py --day`` measured at most 280 pins at any moment for 3 sensors and 1,117 for 12
     (``day_pinned_most_mid_run``, docs/publishing.md), with no finished day's folder yet."""
     assert PinQuota(100_000, 3, 2, None, 10, pinned=1, folders=0).peak == 283
     assert PinQuota(100_000, 12, 2, None, 10, pinned=1, folders=0).peak == 1129

@@ -20,9 +20,10 @@ end of a local day, or the run just after it):
 
 Folders are the only part that grows, so the count a cron reaches is known ahead: :class:`PinQuota` says in
 how many days it meets the limit and the largest ``keep_days`` that never does. The whole-day benchmark
-(``bench/publishing.py --day``) measured 280 pins at most for 3 sensors, at any moment of a run, where this
-estimates 283 (a fall-back day's charts included). A deployment that only backfills (no chart pinned alone)
-is not a cron: only what it holds counts. Pure arithmetic on the ledger's counts, like kvbudget.py.
+(``bench/publishing.py --day``) measured at most 280 pins for 3 sensors and 1,117 for 12, at any moment of a
+run, where this estimates 283 and 1,129 (a fall-back day's charts included). A deployment that only
+backfills (no chart pinned alone) is not a cron: only what it holds counts. Pure arithmetic on the ledger's
+counts, like kvbudget.py.
 """
 
 from __future__ import annotations
