@@ -113,6 +113,8 @@ def test_retention_already_set_says_the_surplus_goes_rather_than_naming_keep_day
                             "500: the folders of days older than publish.keep_days 200 are deleted once their "
                             "dated KV keys are (publish.kv_deletes_per_day), over the next runs")
     assert PinQuota(500, 3, 2, 200, 10, pinned=440, folders=200).note() == ""
+    # keep_days shorter than the look-back: no folder is kept, and the window alone fits
+    assert "are deleted once their dated KV keys are" in PinQuota(500, 6, 2, 1, 10, pinned=520, folders=60).note()
 
 
 def test_a_deployment_that_only_backfills_counts_only_what_it_holds():

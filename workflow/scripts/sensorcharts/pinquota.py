@@ -123,7 +123,7 @@ class PinQuota:
         if days is None or days > WARN_DAYS:
             return ""
         counts = f"{self.folders} folder(s) of finished days and {window}"
-        if self.keep_days is not None and self.keep_days <= fit:  # over now, but retention brings it down
+        if self.keep_days is not None and (not self.keeps_folders or self.keep_days <= fit):  # coming down
             return (f"{holds}, at or over {setting}: the folders of days older than publish.keep_days "
                     f"{self.keep_days} are deleted once their dated KV keys are (publish.kv_deletes_per_day), "
                     "over the next runs")
