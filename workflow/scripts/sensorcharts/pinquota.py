@@ -89,16 +89,21 @@ class PinQuota:
         return self.lookback if room >= 0 and self.lookback >= 1 else None
 
     @property
+    def retention_holds(self) -> bool:
+        """Whether ``keep_days`` is set and keeps the pins within the limit for good."""
+        if self.keep_days is None:
+            return False
+        if not self.keeps_folders:
+            return self.window <= self.limit
+        fit = self.keep_days_that_fit
+        return fit is not None and self.keep_days <= fit
+
+    @property
     def full_in_days(self) -> int | None:
         """Days until the peak meets the limit at one folder a day (0: it does already; None: never)."""
         if self.pinned >= self.limit:
             return 0
-        if not self.cron:
-            return None
-        if not self.keeps_folders:
-            return None if self.window <= self.limit else 0
-        fit = self.keep_days_that_fit
-        if self.keep_days is not None and fit is not None and self.keep_days <= fit:
+        if not self.cron or self.retention_holds:
             return None
         return max(0, self.limit - self.peak)
 
@@ -116,14 +121,14 @@ class PinQuota:
                     if self.full_in_days == 0 else "")
         window = f"about {self.window} for today and the look-back day(s), chart by chart"
         fit = self.keep_days_that_fit
-        if (fit is None) if self.keeps_folders else self.window > self.limit:
+        if fit is None and not self.retention_holds:
             return (f"{setting} is too small for a cron of {self.sensors} sensor(s): {window}; raise it (a paid "
                     "Pinata plan), chart fewer sensors or lower lookback_days")
         days = self.full_in_days
         if days is None or days > WARN_DAYS:
             return ""
         counts = f"{self.folders} folder(s) of finished days and {window}"
-        if self.keep_days is not None and (not self.keeps_folders or self.keep_days <= fit):  # coming down
+        if self.retention_holds:  # over now, and coming down
             return (f"{holds}, at or over {setting}: the folders of days older than publish.keep_days "
                     f"{self.keep_days} are deleted once their dated KV keys are (publish.kv_deletes_per_day), "
                     "over the next runs")
