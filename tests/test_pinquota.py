@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from sensorcharts.pinquota import WARN_DAYS, PinQuota
+from sensorcharts.pinquota import WARN_DAYS, PinQuota, most_runs_within
 
 # 3 sensors, two look-back days, 10 minutes' grace: 26 charts a sensor and day and a fall-back day's extra
 # hour; 3 of each: the new day's first charts, the versions the pointers still name, a run's uploads before
@@ -96,6 +96,26 @@ def test_superseded_versions_are_those_of_the_runs_in_a_grace_period(grace_minut
     quota = PinQuota(500, 3, 2, None, grace_minutes, pinned=250, folders=20)
     assert quota.window == 3 * (79 + 9 + 3 * runs)
     assert quota.peak == 20 + 1 + quota.window
+
+
+@pytest.mark.parametrize(("every_s", "runs"), [(60, 10), (120, 5), (180, 4), (240, 3), (300, 2), (900, 1)])
+def test_the_runs_in_a_grace_period_are_counted_from_the_runs_times(every_s, runs):
+    """A day of runs every ``every_s`` seconds: a grace period of 10 minutes holds the versions of
+    ceil(600 / every_s) of them at most; runs a few seconds late now and then, of one more at most."""
+    times = [t * every_s for t in range(86_400 // every_s)]
+    assert most_runs_within(times, 600) == runs
+    assert most_runs_within([t + (7 * t) % 11 for t in times], 600) in (runs, runs + 1)
+    assert most_runs_within(times[:1], 600) == 1 and most_runs_within([], 600) == 0
+    assert most_runs_within(times, 0) == 0
+
+
+def test_a_cron_more_often_than_every_5_minutes_is_charged_its_own_runs():
+    """A cron every minute holds ten runs' superseded versions, 24 more pins a sensor than the 5-minute cron the
+    estimate otherwise assumes; a slower cron is still charged two runs."""
+    every_minute = PinQuota(500, 3, 2, None, 10, pinned=250, folders=20, runs_in_grace=10)
+    assert every_minute.window == 3 * (79 + 9 + 3 * 10) == WINDOW + 3 * 3 * 8
+    assert every_minute.keep_days_that_fit == 219 - 72
+    assert PinQuota(500, 3, 2, None, 10, pinned=250, folders=20, runs_in_grace=1).window == WINDOW
 
 
 def test_what_is_pinned_counts_when_it_is_more_than_the_estimate():

@@ -17,6 +17,7 @@ from conftest import utc
 from test_publish import CF_TOKEN, FAST_RETRIES, JWT, SENSORS, credentials, root_of
 
 from doubles import KVDouble, PinataDouble
+from sensorcharts.pinquota import PinQuota
 from sensorcharts.timegrid import zone
 from test_workflow import minute_readings
 from workflow_runner import Workdir
@@ -311,4 +312,28 @@ def test_a_deployment_near_pinatas_file_limit_is_told_the_keep_days_that_holds_a
     folders = sorted(re.search(r"\d{4}-\d\d-\d\d", f["name"])[0] for f in pinata.files.values()
                      if f["number_of_files"] > 1)
     assert folders == ["2025-01-12", "2025-01-13", "2025-01-14"]
+    assert dep.kv_roots() <= dep.pinned(), "a KV key points to a deleted pin"
+
+
+def test_a_cron_every_minute_is_charged_the_versions_its_own_runs_supersede(sqlite_db, services, tmp_path):
+    """The estimate assumes a cron every 5 minutes (two runs' superseded versions in a 10-minute grace period)
+    unless the deployment's runs say otherwise. A cron every minute late in a day: a run supersedes each
+    sensor's current hour, daily and heatmap chart, and the versions of ten runs wait out the grace period, more
+    than the 5-minute estimate allows for; the runs' own times bring the estimate above what Pinata held."""
+    pinata, kv = services
+    start = utc(2025, 1, 14, 23, 20)
+    sqlite_db.insert([r for r in minute_readings(date(2025, 1, 14), date(2025, 1, 14), UTC_ZONE) if r[0] < start])
+    dep = Deployment(tmp_path, sqlite_db, pinata, kv, timezone="UTC", lookback_days=0, now=start.isoformat(),
+                     publish={"kv_writes_per_day": None, "grace_minutes": 10})
+    dep.run("latest")
+    for _ in range(13):
+        dep.run("latest", minutes=1)
+    quota = dep.record()["pinata"]
+    # 26 charts a sensor, a fall-back hour, and 3 of each: the new day's first, the pointers' earlier targets, a
+    # run's uploads, and the superseded versions of each run in the grace period (2 assumed, 10 measured)
+    assumed = PinQuota(500, len(SENSORS), 0, None, 10, pinned=1, folders=0)
+    assert assumed.window == len(SENSORS) * (26 + 1 + 3 * (3 + 2)) == 84
+    assert quota["runs_in_grace"] == 10
+    assert quota["cron_window"] == len(SENSORS) * (26 + 1 + 3 * (3 + 10)) == 132
+    assert assumed.peak < pinata.pinned_most <= quota["peak"]
     assert dep.kv_roots() <= dep.pinned(), "a KV key points to a deleted pin"

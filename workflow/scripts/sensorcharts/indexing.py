@@ -30,7 +30,7 @@ from . import atomic, metrics
 from .chartid import ChartId
 from .kvbudget import DAY_S, allowance, capacity, dated_keys_due, dated_keys_per_day, next_utc_midnight
 from .ledger import Ledger
-from .pinquota import PinQuota
+from .pinquota import RUNS_REMEMBERED_S, PinQuota, most_runs_within
 from .providers import (
     CredentialError,
     KVClient,
@@ -101,8 +101,10 @@ def _iso(epoch: float | None) -> str | None:
 def ingest(ledger: Ledger, receipts: list[dict], now: float, receipts_dir: Path) -> set[str]:
     """Record each receipt as its chart's current version; return the days that arrived as folders. Their
     receipts of single uploads (made while the day was in the cron window) are deleted: they name pins that
-    the folder replaces."""
+    the folder replaces. When a chart uploaded alone has a new version, the run's time joins the fact
+    ``upload_runs`` (the last day's), from which the Pinata estimate learns how often versions are superseded."""
     folder_days = set()
+    uploaded_alone = False
     with ledger.step():
         for receipt in receipts:
             meta = receipt["metadata"]
@@ -111,11 +113,17 @@ def ingest(ledger: Ledger, receipts: list[dict], now: float, receipts_dir: Path)
             uploaded = receipt.get("uploaded_at")
             updated = datetime.fromisoformat(uploaded).timestamp() if uploaded else now
             in_folder = bool(receipt.get("path"))
+            if not in_folder and not uploaded_alone:
+                current = ledger.chart(chart.key)
+                uploaded_alone = current is None or current["url"] != receipt["ipfs_url"]
             ledger.put_chart(chart.key, day, chart.sensor, chart.interval, chart.stamp, receipt["ipfs_url"],
                              receipt.get("root_cid") or receipt["cid"], in_folder, period_end(meta),
                              kv_value(receipt, updated))
             if in_folder:
                 folder_days.add(day)
+        if uploaded_alone:
+            runs = ledger.fact("upload_runs", [])
+            ledger.set_fact("upload_runs", [t for t in runs if now - RUNS_REMEMBERED_S < t < now] + [now])
     for day in folder_days:
         for kind in ("day", "cumulative"):
             (receipts_dir / kind / f"{day}.json").unlink(missing_ok=True)
@@ -386,7 +394,9 @@ class Indexer:
             return None
         return PinQuota(self.options.pinata_files, len(self.cal.sensors), self.cal.lookback, self.options.keep_days,
                         self.options.grace_minutes, pinned=len(pins),
-                        folders=sum(pin["kind"] == "folder" for pin in pins.values()))
+                        folders=sum(pin["kind"] == "folder" for pin in pins.values()),
+                        runs_in_grace=most_runs_within(self.ledger.fact("upload_runs", []),
+                                                       self.options.grace_minutes * 60))
 
     def _schedule(self, waiting: int) -> dict:
         """When this job has work again without new charts, and which days are still published chart by chart."""

@@ -8,7 +8,8 @@ transaction per step, so a killed job leaves it as it was after the last step th
 * ``kv``: what KV holds as far as this deployment knows (a key is recorded once Cloudflare confirmed it);
 * ``pins``: what Pinata holds (mirroring ``results/pinned/``), and since when nothing refers to a pin;
 * ``usage``: KV writes and deletes per UTC day, and whether Cloudflare answered 10048 that day;
-* ``facts``: small values: when the latest pointers were last refreshed, totals, the last publish.
+* ``facts``: small values: when the latest pointers were last refreshed, totals, the last publish, the
+  times of the last day's runs that uploaded a chart's new version alone.
 
 ``sqlite3 results/publish/ledger.sqlite "select key, url from kv order by key"`` reads it.
 """
@@ -97,6 +98,9 @@ class Ledger:
                   in_folder: bool, ends: float, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO charts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, day, sensor, interval, stamp, url, root, int(in_folder), ends, value))
+
+    def chart(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM charts WHERE key = ?", (key,)).fetchone()
 
     def dated_waiting(self, now: float) -> list[sqlite3.Row]:
         """Charts of finished periods whose dated key KV does not hold yet, newest period first."""

@@ -11,8 +11,9 @@ end of a local day, or the run just after it):
   stays pinned until its folder is indexed and its grace period ends), the earlier versions the ``latest``
   pointers may still name between two refreshes, and a run's new versions, uploaded before its index job
   deletes what their grace period has ended;
-* superseded versions waiting out their grace period: 3 a sensor for each run of a cron every 5 minutes in
-  that period (two runs with the default 10 minutes; a cron more often than that holds more);
+* superseded versions waiting out their grace period: 3 a sensor for each run in that period that uploaded
+  charts: as many as a cron every 5 minutes makes (two with the default 10 minutes), or the most this
+  deployment's own runs made in any grace period of the last day, when a cron more often made more;
 * one **folder per finished day** that left the window, one more every day, for good unless ``keep_days``
   retires the oldest: it then keeps ``keep_days - lookback`` of them, and one more after each local midnight
   (the new folder is pinned before the oldest, whose dated KV keys are deleted first, within
@@ -34,8 +35,20 @@ from dataclasses import dataclass
 CHARTS_PER_SENSOR_DAY = 26  # 24 hourly charts, a daily and a cumulative one
 FALL_BACK_CHARTS = 1  # a 25-hour day's extra hourly chart, a sensor (at most one such day in a window)
 VERSIONS_PER_SENSOR_RUN = 3  # what a run makes of a sensor: the current hour's, the daily and the cumulative
-CRON_MINUTES = 5  # the cron the estimate assumes (docs/operating.md)
+CRON_MINUTES = 5  # the cron docs/operating.md sets up: the fewest runs in a grace period the estimate assumes
 WARN_DAYS = 30  # the note starts this many days before the limit is met
+RUNS_REMEMBERED_S = 86_400  # how far back the times of runs that uploaded charts are kept
+
+
+def most_runs_within(times: list[float], span_s: float) -> int:
+    """The most of ``times`` (sorted) that fall in any half-open span ``(t - span_s, t]``: for runs every ``c``
+    seconds, ceil(span_s / c), the runs whose superseded versions wait out a grace period of ``span_s``."""
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while first <= last and times[first] <= t - span_s:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class PinQuota:
     grace_minutes: float
     pinned: int  # files and folders this deployment holds now
     folders: int  # of them, folders of finished days
+    runs_in_grace: int = 0  # the most runs that uploaded charts in a grace period of the last day (measured)
 
     @property
     def cron(self) -> bool:
@@ -56,7 +70,7 @@ class PinQuota:
     def window_of(self, lookback: int) -> int:
         """Pins of a cron window of ``lookback`` look-back days at its fullest: its charts, the new day's first,
         the pointers' earlier targets, a run's new versions, and the superseded versions in their grace period."""
-        runs = max(1, math.ceil(self.grace_minutes / CRON_MINUTES))
+        runs = max(1, math.ceil(self.grace_minutes / CRON_MINUTES), self.runs_in_grace)
         charts = CHARTS_PER_SENSOR_DAY * (lookback + 1) + FALL_BACK_CHARTS
         return self.sensors * (charts + (3 + runs) * VERSIONS_PER_SENSOR_RUN)
 
@@ -109,7 +123,8 @@ class PinQuota:
 
     def figures(self) -> dict:
         return {"pinned": self.pinned, "folders": self.folders, "pinata_files": self.limit, "cron_window": self.window,
-                "peak": self.peak, "full_in_days": self.full_in_days, "keep_days_that_fit": self.keep_days_that_fit}
+                "runs_in_grace": self.runs_in_grace, "peak": self.peak, "full_in_days": self.full_in_days,
+                "keep_days_that_fit": self.keep_days_that_fit}
 
     def note(self) -> str:
         """One sentence for the run's output, or "" while the limit is more than :data:`WARN_DAYS` away."""
