@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from sensorcharts.pinquota import WARN_DAYS, PinQuota, most_runs_within
+from sensorcharts.pinquota import WARN_DAYS, PinQuota, most_runs_within, runs_of_the_last_day
 
 # 3 sensors, two look-back days, 10 minutes' grace: 26 charts a sensor and day and a fall-back day's extra
 # hour; 3 of each: the new day's first charts, the versions the pointers still name, a run's uploads before
@@ -107,6 +107,16 @@ def test_the_runs_in_a_grace_period_are_counted_from_the_runs_times(every_s, run
     assert most_runs_within([t + (7 * t) % 11 for t in times], 600) in (runs, runs + 1)
     assert most_runs_within(times[:1], 600) == 1 and most_runs_within([], 600) == 0
     assert most_runs_within(times, 0) == 0
+
+
+def test_only_the_last_days_runs_count():
+    """A deployment whose cron stopped uploading charts (its sensors fell silent) is charged no runs a day
+    later; a clock set back forgets the runs after it."""
+    day = 86_400
+    times = [0, 600, day - 1, day + 60]
+    assert runs_of_the_last_day(times, day + 60) == [600, day - 1, day + 60]
+    assert runs_of_the_last_day(times, 3 * day) == []
+    assert runs_of_the_last_day(times, day) == [600, day - 1]
 
 
 def test_a_cron_more_often_than_every_5_minutes_is_charged_its_own_runs():

@@ -30,7 +30,7 @@ from . import atomic, metrics
 from .chartid import ChartId
 from .kvbudget import DAY_S, allowance, capacity, dated_keys_due, dated_keys_per_day, next_utc_midnight
 from .ledger import Ledger
-from .pinquota import RUNS_REMEMBERED_S, PinQuota, most_runs_within
+from .pinquota import PinQuota, most_runs_within, runs_of_the_last_day
 from .providers import (
     CredentialError,
     KVClient,
@@ -122,8 +122,8 @@ def ingest(ledger: Ledger, receipts: list[dict], now: float, receipts_dir: Path)
             if in_folder:
                 folder_days.add(day)
         if uploaded_alone:
-            runs = ledger.fact("upload_runs", [])
-            ledger.set_fact("upload_runs", [t for t in runs if now - RUNS_REMEMBERED_S < t < now] + [now])
+            earlier = [t for t in runs_of_the_last_day(ledger.fact("upload_runs", []), now) if t < now]
+            ledger.set_fact("upload_runs", [*earlier, now])
     for day in folder_days:
         for kind in ("day", "cumulative"):
             (receipts_dir / kind / f"{day}.json").unlink(missing_ok=True)
@@ -392,11 +392,11 @@ class Indexer:
         """Where this deployment stands against Pinata's file quota (None: no uploads, or no limit set)."""
         if self.pinata is None or self.options.pinata_files is None:
             return None
+        runs = runs_of_the_last_day(self.ledger.fact("upload_runs", []), self.now)
         return PinQuota(self.options.pinata_files, len(self.cal.sensors), self.cal.lookback, self.options.keep_days,
                         self.options.grace_minutes, pinned=len(pins),
                         folders=sum(pin["kind"] == "folder" for pin in pins.values()),
-                        runs_in_grace=most_runs_within(self.ledger.fact("upload_runs", []),
-                                                       self.options.grace_minutes * 60))
+                        runs_in_grace=most_runs_within(runs, self.options.grace_minutes * 60))
 
     def _schedule(self, waiting: int) -> dict:
         """When this job has work again without new charts, and which days are still published chart by chart."""

@@ -12,8 +12,9 @@ end of a local day, or the run just after it):
   pointers may still name between two refreshes, and a run's new versions, uploaded before its index job
   deletes what their grace period has ended;
 * superseded versions waiting out their grace period: 3 a sensor for each run in that period that uploaded
-  charts: as many as a cron every 5 minutes makes (two with the default 10 minutes), or the most this
-  deployment's own runs made in any grace period of the last day, when a cron more often made more;
+  charts: the most this deployment's runs made in any grace period of the last day, and at least as many as
+  a cron exactly every 5 minutes makes (two with the default 10 minutes; a real one's jobs start seconds off
+  their marks and usually hold three);
 * one **folder per finished day** that left the window, one more every day, for good unless ``keep_days``
   retires the oldest: it then keeps ``keep_days - lookback`` of them, and one more after each local midnight
   (the new folder is pinned before the oldest, whose dated KV keys are deleted first, within
@@ -38,6 +39,12 @@ VERSIONS_PER_SENSOR_RUN = 3  # what a run makes of a sensor: the current hour's,
 CRON_MINUTES = 5  # the cron docs/operating.md sets up: the fewest runs in a grace period the estimate assumes
 WARN_DAYS = 30  # the note starts this many days before the limit is met
 RUNS_REMEMBERED_S = 86_400  # how far back the times of runs that uploaded charts are kept
+
+
+def runs_of_the_last_day(times: list[float], now: float) -> list[float]:
+    """Of the times of runs that uploaded charts (sorted), those of the day before ``now``, ``now`` included; a
+    clock set back (``--config now``) drops the runs after it."""
+    return [t for t in times if now - RUNS_REMEMBERED_S < t <= now]
 
 
 def most_runs_within(times: list[float], span_s: float) -> int:
