@@ -86,6 +86,9 @@ def test_a_backfill_on_slurm_makes_what_a_local_run_makes(slurm, sqlite_db, tmp_
     # The index and the report are made by the submitting Snakemake (localrules).
     jobs = submitted(done)
     assert len(jobs) == 2, done.output[-4000:]
+    # Each cluster job said when it ended, and the run forgot it once Slurm had told how it ended.
+    ended = on_slurm.path / ".snakemake/sensorcharts-slurm-ended"
+    assert ended.is_dir() and list(ended.iterdir()) == []
     logs = on_slurm.files(".snakemake/slurm_logs/*/*.log")
     assert sorted(p.parent.name.split("_")[1] for p in logs) == ["cumulative", "day"]
     for log in logs:

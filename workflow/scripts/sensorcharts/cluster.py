@@ -11,7 +11,8 @@ common.smk calls ``prepare(workflow)`` while the Snakefile is read, in every Sna
   server then lives inside the job's allocation, serves only this job's rules, and is stopped when this
   Snakemake exits (``atexit``; with ``proctrack/cgroup`` Slurm would kill it anyway, with
   ``proctrack/linuxproc`` it would outlive the job). An ``XDG_RUNTIME_DIR`` exported from the submitting
-  host, which may not exist on the node, is not used.
+  host, which may not exist on the node, is not used. Last, it leaves an empty file named after its Slurm
+  job id in ``ENDED`` (on the shared filesystem), which tells the submitting Snakemake to ask Slurm now.
 """
 
 from __future__ import annotations
@@ -34,12 +35,24 @@ STATUS_UNKNOWN_LIMIT_S = float(os.environ.get("SENSORCHARTS_STATUS_UNKNOWN_LIMIT
 STATUS_INTERVAL_MAX_S = 15
 # How long the status command may take when it is tried once before the first submission.
 STATUS_PROBE_TIMEOUT_S = 60
+# Where a cluster job's Snakemake says it has ended (relative to the working directory, which the submitting
+# host and the nodes share). The submitting Snakemake looks there every ENDED_LOOK_S and asks Slurm when a
+# job of its own is named, at most every STATUS_QUERY_MIN_S (Slurm may list the job as running for a moment
+# more), and otherwise every STATUS_INTERVAL_MAX_S: a job's end is noticed within seconds, with no more
+# queries to the Slurm controller than before.
+ENDED = Path(".snakemake/sensorcharts-slurm-ended")
+ENDED_LOOK_S = 1
+STATUS_QUERY_MIN_S = 2
 
 
 def prepare(workflow) -> None:
     """Set up what this Snakemake process of a cluster run needs (see the module's docstring); nothing
     else happens in a local run."""
     if workflow.remote_exec:
+        array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+        job_id = "_".join(array) if all(array) else os.environ.get("SLURM_JOB_ID")  # as the plugin names it
+        if job_id:
+            atexit.register(say_ended, job_id)  # registered first, so it runs after the server is stopped
         private_runtime_folder()
     elif workflow.is_main_process:
         adapt_slurm_plugin()
@@ -62,6 +75,32 @@ def private_runtime_folder() -> str:
     print(f"sensor-charts: runtime folder of this cluster job's Snakemake (its warm job server): {folder}",
           file=sys.stderr)
     return folder
+
+
+def say_ended(job_id: str, folder: Path = ENDED) -> None:
+    """Leave the file that tells the submitting Snakemake this cluster job has ended."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / job_id).touch()
+    except OSError:  # the status checks notice the end anyway, a little later
+        pass
+
+
+def ended_jobs(job_ids: set[str], folder: Path = ENDED) -> set[str]:
+    """Which of ``job_ids`` have said they ended."""
+    try:
+        return job_ids & set(os.listdir(folder))
+    except OSError:
+        return set()
+
+
+def forget_ended(job_ids: set[str], folder: Path = ENDED) -> None:
+    """Remove what ``job_ids`` left in ``folder``, once Slurm has told how they ended."""
+    for job_id in job_ids:
+        try:
+            (folder / job_id).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def stop_processes_under(folder: str, remove: bool = False, grace_s: float = 5.0) -> list[int]:
@@ -173,7 +212,8 @@ def adapt_slurm_plugin() -> None:
     * A status check whose query fails no longer drops the jobs it was asked about (the plugin forgets
       them, and Snakemake then waits forever); a job whose state stays unknown for STATUS_UNKNOWN_LIMIT_S
       (the query keeps failing, or Slurm no longer lists the job) is reported failed, with the reason.
-    * Status checks are at most STATUS_INTERVAL_MAX_S apart.
+    * Slurm is asked when a job of the run says it has ended (``ENDED``), and otherwise at most
+      STATUS_INTERVAL_MAX_S apart.
     """
     try:
         import snakemake_executor_plugin_slurm as plugin
@@ -198,6 +238,7 @@ def adapt_slurm_plugin() -> None:
     # External job id -> when Slurm last reported its state (or when it was first checked). Module state,
     # not the executor's: the plugin's status thread may check before __post_init__ has finished.
     known: dict[str, float] = {}
+    last_query = [float("-inf")]  # when Slurm was last asked (time.monotonic)
 
     def __post_init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -221,26 +262,36 @@ def adapt_slurm_plugin() -> None:
     async def check_active_jobs(self, active_jobs):
         # An exception here would end the plugin's status thread silently, and the run would wait forever:
         # only the plugin's own code may raise.
+        self.next_seconds_between_status_checks = ENDED_LOOK_S
+        ended = ended_jobs({str(job.external_jobid) for job in active_jobs})
+        since_query = time.monotonic() - last_query[0]
+        if active_jobs and since_query < (STATUS_QUERY_MIN_S if ended else STATUS_INTERVAL_MAX_S):
+            for job in active_jobs:  # none has said it ended, or Slurm was asked a moment ago: ask later
+                yield job
+            return
+        last_query[0] = time.monotonic()
         answers.clear()
         still_active = [job async for job in original_check(self, active_jobs)]
         answer = answers[-1] if answers else None  # the plugin acts on its last attempt's answer
         if active_jobs and answer is None:  # the query failed: the plugin reported and kept nothing
             still_active = list(active_jobs)
         now = time.monotonic()
+        waiting = set()
         for job in still_active:
             job_id = job.external_jobid
             since = known.setdefault(job_id, now)
             if answer is not None and (job_id in answer or str(job_id).split("_")[0] in answer):
                 since = known[job_id] = now
             if now - since < STATUS_UNKNOWN_LIMIT_S:
+                waiting.add(str(job_id))
                 yield job
                 continue
             known.pop(job_id, None)
             reason = _unknown_state(self, job_id, now - since, answer is None)
             self.logger.error(reason.strip())  # Snakemake does not print the message of a group job's error
             self.report_job_error(job, msg=reason)
-        self.next_seconds_between_status_checks = min(self.next_seconds_between_status_checks,
-                                                      STATUS_INTERVAL_MAX_S)
+        self.next_seconds_between_status_checks = ENDED_LOOK_S
+        forget_ended(ended - waiting)
 
     executor_class.__post_init__ = __post_init__
     executor_class.additional_general_args = additional_general_args
