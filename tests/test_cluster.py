@@ -86,7 +86,9 @@ def test_a_backfill_on_slurm_makes_what_a_local_run_makes(slurm, sqlite_db, tmp_
     # The index and the report are made by the submitting Snakemake (localrules).
     jobs = submitted(done)
     assert len(jobs) == 2, done.output[-4000:]
-    # Each cluster job said when it ended, and the run forgot it once Slurm had told how it ended.
+    # Each cluster job said when it ended, so Slurm was asked then; the run's folder of such files is gone.
+    for job in jobs:
+        assert f"Slurm job {job} said it had ended, and Slurm was asked at once" in done.output, done.output[-4000:]
     ended = on_slurm.path / ".snakemake/sensorcharts-slurm-ended"
     assert ended.is_dir() and list(ended.iterdir()) == []
     logs = on_slurm.files(".snakemake/slurm_logs/*/*.log")

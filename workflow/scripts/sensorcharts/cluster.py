@@ -12,7 +12,8 @@ common.smk calls ``prepare(workflow)`` while the Snakefile is read, in every Sna
   Snakemake exits (``atexit``; with ``proctrack/cgroup`` Slurm would kill it anyway, with
   ``proctrack/linuxproc`` it would outlive the job). An ``XDG_RUNTIME_DIR`` exported from the submitting
   host, which may not exist on the node, is not used. Last, it leaves an empty file named after its Slurm
-  job id in ``ENDED`` (on the shared filesystem), which tells the submitting Snakemake to ask Slurm now.
+  job id in the run's folder under ``ENDED`` (on the shared filesystem), which tells the submitting Snakemake
+  to ask Slurm now.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ STATUS_UNKNOWN_LIMIT_S = float(os.environ.get("SENSORCHARTS_STATUS_UNKNOWN_LIMIT
 STATUS_INTERVAL_MAX_S = 15
 # How long the status command may take when it is tried once before the first submission.
 STATUS_PROBE_TIMEOUT_S = 60
-# Where a cluster job's Snakemake says it has ended (relative to the working directory, which the submitting
-# host and the nodes share). The submitting Snakemake looks there every ENDED_LOOK_S and asks Slurm when a
-# job of its own is named, at most every STATUS_QUERY_MIN_S (Slurm may list the job as running for a moment
-# more), and otherwise every STATUS_INTERVAL_MAX_S: a job's end is noticed within seconds, with no more
-# queries to the Slurm controller than before.
+# Where a cluster job's Snakemake says it has ended: ENDED/<run>/<job id>, the run being the plugin's run id,
+# which is every job's Slurm job name (relative to the working directory, which the submitting host and the
+# nodes share). The submitting Snakemake lists its run's folder every ENDED_LOOK_S and asks Slurm when a job
+# of its own is named: STATUS_QUERY_MIN_S after the last query, and twice as long after each such query
+# that still found a named job running (Slurm may list it as completing, sacct may lag), up to
+# STATUS_INTERVAL_MAX_S, the most it waits in any case.
 ENDED = Path(".snakemake/sensorcharts-slurm-ended")
 ENDED_LOOK_S = 1
 STATUS_QUERY_MIN_S = 2
+ENDED_KEPT_S = 86_400  # run folders older than this (a run that was killed) are removed by the next run
 
 
 def prepare(workflow) -> None:
@@ -51,8 +54,11 @@ def prepare(workflow) -> None:
     if workflow.remote_exec:
         array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
         job_id = "_".join(array) if all(array) else os.environ.get("SLURM_JOB_ID")  # as the plugin names it
-        if job_id:
-            atexit.register(say_ended, job_id)  # registered first, so it runs after the server is stopped
+        run = os.environ.get("SLURM_JOB_NAME")
+        # Only the job's own Snakemake says so: one a job step runs (srun) inherits the variable and ends earlier.
+        if job_id and run and not os.environ.get("SENSORCHARTS_SAYS_ENDED"):
+            os.environ["SENSORCHARTS_SAYS_ENDED"] = job_id
+            atexit.register(say_ended, run, job_id)  # registered first, so it runs after the server is stopped
         private_runtime_folder()
     elif workflow.is_main_process:
         adapt_slurm_plugin()
@@ -77,28 +83,49 @@ def private_runtime_folder() -> str:
     return folder
 
 
-def say_ended(job_id: str, folder: Path = ENDED) -> None:
-    """Leave the file that tells the submitting Snakemake this cluster job has ended."""
+def run_folder(run: str, root: Path = ENDED) -> Path:
+    return root / run.replace("/", "_")
+
+
+def say_ended(run: str, job_id: str, root: Path = ENDED) -> None:
+    """Leave the file that tells the submitting Snakemake of ``run`` this cluster job has ended."""
     try:
+        folder = run_folder(run, root)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / job_id).touch()
     except OSError:  # the status checks notice the end anyway, a little later
         pass
 
 
-def ended_jobs(job_ids: set[str], folder: Path = ENDED) -> set[str]:
+def ended_jobs(run: str, job_ids: set[str], root: Path = ENDED) -> set[str]:
     """Which of ``job_ids`` have said they ended."""
     try:
-        return job_ids & set(os.listdir(folder))
+        return job_ids & set(os.listdir(run_folder(run, root)))
     except OSError:
         return set()
 
 
-def forget_ended(job_ids: set[str], folder: Path = ENDED) -> None:
-    """Remove what ``job_ids`` left in ``folder``, once Slurm has told how they ended."""
+def forget_ended(run: str, job_ids: set[str], root: Path = ENDED) -> None:
+    """Remove what ``job_ids`` left, once Slurm has told how they ended."""
     for job_id in job_ids:
         try:
-            (folder / job_id).unlink(missing_ok=True)
+            (run_folder(run, root) / job_id).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def forget_runs(root: Path = ENDED, keep: str | None = None, older_than_s: float = 0.0) -> None:
+    """Remove the run folders under ``root`` (but ``keep``'s) last written more than ``older_than_s`` ago."""
+    import shutil
+
+    try:
+        folders = list(root.iterdir())
+    except OSError:
+        return
+    for folder in folders:
+        try:
+            if folder.name != keep and time.time() - folder.stat().st_mtime > older_than_s:
+                shutil.rmtree(folder, ignore_errors=True)
         except OSError:
             pass
 
@@ -221,7 +248,7 @@ def adapt_slurm_plugin() -> None:
         return
     executor_class = getattr(plugin, "Executor", None)
     needed = ("__post_init__", "check_active_jobs", "additional_general_args", "get_status_command",
-              "report_job_error")
+              "report_job_error", "shutdown")
     helpers = ("query_job_status", "query_job_status_sacct", "query_job_status_squeue", "get_min_job_age",
                "is_query_tool_available")
     if executor_class is None or getattr(executor_class, "_sensorcharts_adapted", False):
@@ -233,12 +260,14 @@ def adapt_slurm_plugin() -> None:
     original_init = executor_class.__post_init__
     original_args = executor_class.additional_general_args
     original_check = executor_class.check_active_jobs
+    original_shutdown = executor_class.shutdown
     original_query = plugin.query_job_status
     answers = []  # what the plugin's status queries returned during the current check
     # External job id -> when Slurm last reported its state (or when it was first checked). Module state,
     # not the executor's: the plugin's status thread may check before __post_init__ has finished.
     known: dict[str, float] = {}
-    last_query = [float("-inf")]  # when Slurm was last asked (time.monotonic)
+    # When Slurm was last asked (time.monotonic), and how many queries in a row a named job outlived.
+    last_query, outlived = [float("-inf")], [0]
 
     def __post_init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -246,6 +275,17 @@ def adapt_slurm_plugin() -> None:
             probe_status_command(self)
         except StatusUnknown as exc:
             raise WorkflowError(str(exc)) from None
+        last_query[0] = time.monotonic()  # the probe was a query: the next is due a full interval later
+        forget_runs(keep=self.run_uuid, older_than_s=ENDED_KEPT_S)
+
+    def shutdown(self, *args, **kwargs):
+        try:
+            original_shutdown(self, *args, **kwargs)
+        finally:  # a job cancelled as the run stops may still say it ended: its file goes with the folder
+            import shutil
+
+            if getattr(self, "run_uuid", None):
+                shutil.rmtree(run_folder(self.run_uuid), ignore_errors=True)
 
     def additional_general_args(self):
         settings = self.workflow.executor_settings
@@ -263,13 +303,16 @@ def adapt_slurm_plugin() -> None:
         # An exception here would end the plugin's status thread silently, and the run would wait forever:
         # only the plugin's own code may raise.
         self.next_seconds_between_status_checks = ENDED_LOOK_S
-        ended = ended_jobs({str(job.external_jobid) for job in active_jobs})
-        since_query = time.monotonic() - last_query[0]
-        if active_jobs and since_query < (STATUS_QUERY_MIN_S if ended else STATUS_INTERVAL_MAX_S):
+        run = getattr(self, "run_uuid", None)  # set by the plugin's __post_init__, which may not have finished
+        active = {str(job.external_jobid) for job in active_jobs}
+        ended = ended_jobs(run, active) if run else set()
+        wait = min(STATUS_QUERY_MIN_S * 2 ** outlived[0], STATUS_INTERVAL_MAX_S) if ended else STATUS_INTERVAL_MAX_S
+        if active_jobs and time.monotonic() - last_query[0] < wait:
             for job in active_jobs:  # none has said it ended, or Slurm was asked a moment ago: ask later
                 yield job
             return
-        last_query[0] = time.monotonic()
+        if active_jobs:
+            last_query[0] = time.monotonic()
         answers.clear()
         still_active = [job async for job in original_check(self, active_jobs)]
         answer = answers[-1] if answers else None  # the plugin acts on its last attempt's answer
@@ -291,11 +334,17 @@ def adapt_slurm_plugin() -> None:
             self.logger.error(reason.strip())  # Snakemake does not print the message of a group job's error
             self.report_job_error(job, msg=reason)
         self.next_seconds_between_status_checks = ENDED_LOOK_S
-        forget_ended(ended - waiting)
+        if run:
+            forget_ended(run, active - waiting)
+        for job_id in sorted(ended - waiting):
+            self.logger.info(f"sensor-charts: Slurm job {job_id} said it had ended, and Slurm was asked at once")
+        # a named job still running (or a query that failed): ask less often, back to 2 s once none is named
+        outlived[0] = min(outlived[0] + 1, 3) if ended & waiting else 0
 
     executor_class.__post_init__ = __post_init__
     executor_class.additional_general_args = additional_general_args
     executor_class.check_active_jobs = check_active_jobs
+    executor_class.shutdown = shutdown
     plugin.query_job_status = query_job_status
     executor_class._sensorcharts_adapted = True
 
