@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,43 +84,41 @@ def private_runtime_folder() -> str:
     return folder
 
 
-def run_folder(run: str, root: Path = ENDED) -> Path:
-    return root / run.replace("/", "_")
+def run_folder(run: str) -> Path:
+    return ENDED / run.replace("/", "_")
 
 
-def say_ended(run: str, job_id: str, root: Path = ENDED) -> None:
+def say_ended(run: str, job_id: str) -> None:
     """Leave the file that tells the submitting Snakemake of ``run`` this cluster job has ended."""
     try:
-        folder = run_folder(run, root)
+        folder = run_folder(run)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / job_id).touch()
     except OSError:  # the status checks notice the end anyway, a little later
         pass
 
 
-def ended_jobs(run: str, job_ids: set[str], root: Path = ENDED) -> set[str]:
+def ended_jobs(run: str, job_ids: set[str]) -> set[str]:
     """Which of ``job_ids`` have said they ended."""
     try:
-        return job_ids & set(os.listdir(run_folder(run, root)))
+        return job_ids & set(os.listdir(run_folder(run)))
     except OSError:
         return set()
 
 
-def forget_ended(run: str, job_ids: set[str], root: Path = ENDED) -> None:
+def forget_ended(run: str, job_ids: set[str]) -> None:
     """Remove what ``job_ids`` left, once Slurm has told how they ended."""
     for job_id in job_ids:
         try:
-            (run_folder(run, root) / job_id).unlink(missing_ok=True)
+            (run_folder(run) / job_id).unlink(missing_ok=True)
         except OSError:
             pass
 
 
-def forget_runs(root: Path = ENDED, keep: str | None = None, older_than_s: float = 0.0) -> None:
-    """Remove the run folders under ``root`` (but ``keep``'s) last written more than ``older_than_s`` ago."""
-    import shutil
-
+def forget_runs(keep: str, older_than_s: float) -> None:
+    """Remove the run folders (but ``keep``'s) last written more than ``older_than_s`` ago."""
     try:
-        folders = list(root.iterdir())
+        folders = list(ENDED.iterdir())
     except OSError:
         return
     for folder in folders:
@@ -133,8 +132,6 @@ def forget_runs(root: Path = ENDED, keep: str | None = None, older_than_s: float
 def stop_processes_under(folder: str, remove: bool = False, grace_s: float = 5.0) -> list[int]:
     """SIGTERM every process of this user whose command line names a path in ``folder`` (SIGKILL after
     ``grace_s``); with ``remove``, delete the folder afterwards. Returns their pids."""
-    import shutil
-
     needle = folder.rstrip("/").encode() + b"/"
     pids = []
     for proc in Path("/proc").iterdir():
@@ -282,8 +279,6 @@ def adapt_slurm_plugin() -> None:
         try:
             original_shutdown(self, *args, **kwargs)
         finally:  # a job cancelled as the run stops may still say it ended: its file goes with the folder
-            import shutil
-
             if getattr(self, "run_uuid", None):
                 shutil.rmtree(run_folder(self.run_uuid), ignore_errors=True)
 

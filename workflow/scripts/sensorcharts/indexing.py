@@ -101,10 +101,8 @@ def _iso(epoch: float | None) -> str | None:
 def ingest(ledger: Ledger, receipts: list[dict], now: float, receipts_dir: Path) -> set[str]:
     """Record each receipt as its chart's current version; return the days that arrived as folders. Their
     receipts of single uploads (made while the day was in the cron window) are deleted: they name pins that
-    the folder replaces. When a chart uploaded alone has a new version, the run's time joins the fact
-    ``upload_runs`` (the last day's), from which the Pinata estimate learns how often versions are superseded."""
+    the folder replaces."""
     folder_days = set()
-    uploaded_alone = False
     with ledger.step():
         for receipt in receipts:
             meta = receipt["metadata"]
@@ -113,25 +111,21 @@ def ingest(ledger: Ledger, receipts: list[dict], now: float, receipts_dir: Path)
             uploaded = receipt.get("uploaded_at")
             updated = datetime.fromisoformat(uploaded).timestamp() if uploaded else now
             in_folder = bool(receipt.get("path"))
-            if not in_folder and not uploaded_alone:
-                current = ledger.chart(chart.key)
-                uploaded_alone = current is None or current["url"] != receipt["ipfs_url"]
             ledger.put_chart(chart.key, day, chart.sensor, chart.interval, chart.stamp, receipt["ipfs_url"],
                              receipt.get("root_cid") or receipt["cid"], in_folder, period_end(meta),
                              kv_value(receipt, updated))
             if in_folder:
                 folder_days.add(day)
-        if uploaded_alone:
-            earlier = [t for t in runs_of_the_last_day(ledger.fact("upload_runs", []), now) if t < now]
-            ledger.set_fact("upload_runs", [*earlier, now])
     for day in folder_days:
         for kind in ("day", "cumulative"):
             (receipts_dir / kind / f"{day}.json").unlink(missing_ok=True)
     return folder_days
 
 
-def sync_pins(ledger: Ledger, records: PinnedRecords) -> int:
-    """Mirror ``results/pinned`` into the ledger; return how many pins are new (uploads since last time)."""
+def sync_pins(ledger: Ledger, records: PinnedRecords, now: float) -> int:
+    """Mirror ``results/pinned`` into the ledger; return how many pins are new (uploads since last time). When
+    a chart was uploaded alone (a new version), ``now`` joins the fact ``upload_runs`` (the last day's), from
+    which the Pinata estimate learns how often versions are superseded."""
     pinned = records.all()
     with ledger.step() as db:
         known = ledger.pins()
@@ -142,9 +136,12 @@ def sync_pins(ledger: Ledger, records: PinnedRecords) -> int:
                             record.get("uploaded_at")))
         for root in set(known) - set(pinned):
             db.execute("DELETE FROM pins WHERE root = ?", (root,))
-        new = len(set(pinned) - set(known))
-        ledger.add_to("uploads_total", new)
-    return new
+        new = set(pinned) - set(known)
+        ledger.add_to("uploads_total", len(new))
+        if any(pinned[root].get("kind", "file") == "file" for root in new):
+            earlier = [t for t in runs_of_the_last_day(ledger.fact("upload_runs", []), now) if t < now]
+            ledger.set_fact("upload_runs", [*earlier, now])
+    return len(new)
 
 
 def import_legacy_state(ledger: Ledger, path: Path, now: float) -> None:
@@ -435,7 +432,7 @@ def publish_index(receipt_paths, paths: Paths, settings: Settings, options: Opti
     indexer = Indexer(paths, settings, options, calendar, kv_limiter, pinata_limiter, policy, log)
     with indexer.ledger:
         import_legacy_state(indexer.ledger, paths.legacy_state, indexer.now)
-        sync_pins(indexer.ledger, indexer.records)
+        sync_pins(indexer.ledger, indexer.records, indexer.now)
         receipts = read_receipts(receipt_paths)
         ingest(indexer.ledger, receipts, indexer.now, paths.receipts)
         try:

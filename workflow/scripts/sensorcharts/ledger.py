@@ -99,9 +99,6 @@ class Ledger:
         self.db.execute("INSERT OR REPLACE INTO charts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (key, day, sensor, interval, stamp, url, root, int(in_folder), ends, value))
 
-    def chart(self, key: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM charts WHERE key = ?", (key,)).fetchone()
-
     def dated_waiting(self, now: float) -> list[sqlite3.Row]:
         """Charts of finished periods whose dated key KV does not hold yet, newest period first."""
         return self.db.execute(
