@@ -171,7 +171,7 @@ def test_chart_with_data_hides_no_data_and_counts_readings():
     points = _draw(chart, [(None, x, y)])
     assert points == int(np.isfinite(y).sum())
     assert not chart.no_data.get_visible()
-    (line,) = [ln for ln in chart.line_artists if ln.get_visible()]
+    (line,) = [ln for ln in chart.lines if ln.get_visible()]
     assert len(line.get_xdata()) <= 4 * chart.columns
     assert chart.ax.get_xlim() == (0.0, 86_400.0)
     lo, hi = chart.ax.get_ylim()
@@ -179,7 +179,7 @@ def test_chart_with_data_hides_no_data_and_counts_readings():
     # Drawing an empty chart next on the same figure hides the old line and shows "No data" again.
     _draw(chart, [])
     assert chart.no_data.get_visible()
-    assert not any(ln.get_visible() for ln in chart.line_artists)
+    assert not any(ln.get_visible() for ln in chart.lines)
 
 
 def test_chart_legend_only_for_several_devices():
@@ -191,7 +191,7 @@ def test_chart_legend_only_for_several_devices():
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
     _draw(chart, [(None, x, np.sin(x))], (0.0, 3600.0))
     assert chart.ax.get_legend() is None
-    assert sum(ln.get_visible() for ln in chart.line_artists) == 1
+    assert sum(ln.get_visible() for ln in chart.lines) == 1
 
 
 def test_no_data_chart_shows_no_value_scale():
@@ -377,8 +377,12 @@ def test_tracks_split_a_sensor_by_device_only_when_it_has_several():
     assert [label for label, _, _ in found["temperature"].series(*linechart.ALL_TIME, 0)] == ["a", "b", "nan"]
     one = [(t, s, v, "b") for t, s, v, _ in rows]
     assert linechart.tracks(readings_frame(one, with_device=True), ["temperature"])["temperature"].devices == []
+    assert linechart._one_value(readings_frame(one, with_device=True)["device"])  # the frame's one device is seen
     unnamed = [(t, s, v, None) for t, s, v, _ in rows]
     assert linechart.tracks(readings_frame(unnamed, with_device=True), ["temperature"])["temperature"].devices == []
+    some_unnamed = [(t, s, v, ("b", None)[i % 2]) for i, (t, s, v, _) in enumerate(one)]
+    found = linechart.tracks(readings_frame(some_unnamed, with_device=True), ["temperature"])
+    assert [label for label, _, _ in found["temperature"].devices] == ["b", "nan"]
 
 
 # --- cumulative ---------------------------------------------------------------------------------------------
@@ -709,37 +713,6 @@ def test_new_readings_redraw_only_the_charts_that_show_them(tmp_path):
         ("humidity", "2025-11-02"), ("humidity", "2025-11-02T05")}
     _, fresh = render_today(frame, tmp_path / "fresh", None)
     assert files == fresh
-
-
-def test_a_dense_chart_is_copied_while_its_drawn_line_is_unchanged(tmp_path):
-    """A dense day is drawn as each pixel column's extremes, and the digest covers what is drawn: a reading
-    changed within its column's range leaves the chart as it was (copied, equal to a fresh draw); a reading
-    made a new extreme redraws it."""
-    day = date(2025, 1, 15)
-    start, end = day_bounds(day, LA)
-    span = (end - start).total_seconds()
-    times = [start + timedelta(seconds=10 * i) for i in range(int(span) // 10)]  # 8,640: thinned to columns
-    values = np.sin(np.arange(len(times)) / 500.0)
-
-    def render(vals, name, cached=True):
-        daily, _ = png_paths(tmp_path / name, day, ["temperature"], [])
-        frame = readings_frame([(t, "temperature", float(v)) for t, v in zip(times, vals)])
-        cache = ChartCache.for_day("day", day, day, tmp_path / "cache") if cached else None
-        (meta,) = render_day(frame, day, LA, SENSORS, daily, {}, cache)
-        return meta, Path(daily["temperature"]).read_bytes()
-
-    first, _ = render(values, "first")
-    column = (np.arange(len(times)) * 10.0 / span * line_chart().columns).astype(int)
-    k = next(i for i in range(4000, 5000) if column[i - 1] == column[i] == column[i + 1])
-    inside = values.copy()
-    inside[k] = (values[k - 1] + values[k]) / 2  # monotonic there: still neither its column's minimum nor maximum
-    same, same_bytes = render(inside, "inside")
-    assert not same.drawn and same.inputs_digest == first.inputs_digest
-    assert same_bytes == render(inside, "fresh", cached=False)[1]
-    outside = values.copy()
-    outside[k] = 5.0
-    other, _ = render(outside, "outside")
-    assert other.drawn and other.inputs_digest != first.inputs_digest
 
 
 def test_other_labels_are_other_charts(tmp_path):

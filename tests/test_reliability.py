@@ -308,7 +308,7 @@ def test_a_dropped_spike_neither_stretches_the_axis_nor_joins_its_neighbours():
     assert chart.draw(series, (0.0, 3600.0), ticks, "t", "T", "title") == 58
     lo, hi = chart.ax.get_ylim()
     assert 18 < lo < 19.1 and 20.9 < hi < 22  # the axis fits the valid readings
-    y = chart.line_artists[0].get_ydata()
+    y = chart.lines[0].get_ydata()
     assert np.isnan(y[30]) and np.isnan(y[40])  # the line breaks where a reading was dropped
     # Kept, the same readings set the axis.
     marked = mark_validity(frame_of(rows), {"temperature": Validity(-90, 60, keep_out_of_range=True)})

@@ -2,14 +2,14 @@
 
 A cron run every 5 minutes brings today up to date: the day's readings changed, so its render job runs, and
 Snakemake deletes all the job's charts first. Only the daily charts and the current hour's charts show the
-new readings; every other hourly chart would come out byte for byte as before. Each chart's ``inputs_digest``
-covers everything its PNG follows from: what is drawn (the lines as arrays, as linechart.LineChart.lines makes
-them of the readings; axes, labels, title), the PNG's text, the code that draws (this package's chart modules)
-and the libraries' versions. The job keeps the bytes of the charts of the days a cron run touches (today and
-the look-back days) in ``.snakemake/chart-cache/{kind}/{date}/{digest}.png`` (local state, like
-``.snakemake/pinata-rate``, not a result), as hard links to the charts where the file system allows (no second
-copy while the charts are there; charts deleted after their upload stay readable), and copies a chart from
-there when its digest is found, even when the uploaded chart itself was deleted.
+new readings; every other hourly chart would come out byte for byte as before. Each chart's
+``inputs_digest`` covers everything its PNG follows from: what is drawn (readings as arrays, axes, labels,
+title), the PNG's text, the code that draws (this package's chart modules) and the libraries' versions. The
+job keeps the bytes of the charts of the days a cron run touches (today and the look-back days) in
+``.snakemake/chart-cache/{kind}/{date}/{digest}.png`` (local state, like ``.snakemake/pinata-rate``, not a
+result), as hard links to the charts where the file system allows (no second copy while the charts are
+there; charts deleted after their upload stay readable), and copies a chart from there when its digest is
+found, even when the uploaded chart itself was deleted.
 """
 
 from __future__ import annotations

@@ -153,10 +153,10 @@ def render_day(
         series = track.series(us(lo), us(hi), us(lo))
         meta = ChartMeta(Path(path).name, sensor.name, interval, stamp, readings_shown(series),
                          iso_local(lo, tz), iso_local(hi, tz), 0.0, *track.counts(us(lo), us(hi)))
-        inputs = ("line", chart.lines(series, xlim), xlim, ticks, xlabel, sensor.axis_label, title, change)
+        inputs = ("line", series, xlim, ticks, xlabel, sensor.axis_label, title, change)
 
         def draw(meta=meta, inputs=inputs):
-            chart.draw_lines(*inputs[1:])
+            chart.draw(*inputs[1:])
             return chart.render(meta)
 
         metas.append(_write_chart(path, meta, inputs, cache, draw, began))

@@ -117,7 +117,7 @@ class LineChart:
         self.figure = new_figure(WIDTH_IN, HEIGHT_IN)
         self.ax = self.figure.add_axes((0.08, 0.15, 0.89, 0.74))
         self.palette = sns.color_palette(THEME["palette"])
-        self.line_artists = []
+        self.lines = []
         self.no_data = self.ax.text(
             0.5, 0.5, NO_DATA, transform=self.ax.transAxes, ha="center", va="center", fontsize=16, color="0.45"
         )
@@ -132,41 +132,29 @@ class LineChart:
         self.time_axis = None  # what the time axis shows now: the key of its background in self.layers
 
     def _line(self, i: int):
-        while len(self.line_artists) <= i:
-            (line,) = self.ax.plot([], [], lw=1.2, color=self.palette[len(self.line_artists) % len(self.palette)])
-            self.line_artists.append(line)
-        return self.line_artists[i]
+        while len(self.lines) <= i:
+            (line,) = self.ax.plot([], [], lw=1.2, color=self.palette[len(self.lines) % len(self.palette)])
+            self.lines.append(line)
+        return self.lines[i]
 
-    def lines(self, series: Series, xlim: tuple[float, float]) -> Series:
-        """``series`` as this figure draws it: gaps broken, a dense series cut to each pixel column's extremes.
-
-        The chart follows from these (with its axes and text) and from nothing else of the readings, so a
-        chart's digest covers them: a day of one reading a second is then 3,500 points to digest, not 86,400.
-        """
-        return [(label, *decimate(*break_gaps(x, y), xlim[0], xlim[1], self.columns)) for label, x, y in series]
-
-    def draw(self, series: Series, xlim: tuple[float, float], *axis_and_text) -> int:
-        """:meth:`draw_lines` of ``series`` of ``(label, x, y)`` as :meth:`lines` makes them; return the readings
-        shown (see readings_shown)."""
-        self.draw_lines(self.lines(series, xlim), xlim, *axis_and_text)
-        return readings_shown(series)
-
-    def draw_lines(
+    def draw(
         self,
-        lines: Series,
+        series: Series,
         xlim: tuple[float, float],
         ticks: list[tuple[float, str]],
         xlabel: str,
         ylabel: str,
         title: str,
         clock_change: tuple[float, str] | None = None,
-    ) -> None:
-        """Set the artists to show ``lines`` of ``(label, x, y)`` (see :meth:`lines`).
+    ) -> int:
+        """Set the artists to show ``series`` of ``(label, x, y)``; return the readings shown (see readings_shown).
 
         ``clock_change``: ``(x, text)`` of a DST change inside the period, marked by a dashed line.
         """
         ys = []
-        for i, (label, x, y) in enumerate(lines):
+        for i, (label, x, y) in enumerate(series):
+            x, y = break_gaps(x, y)
+            x, y = decimate(x, y, xlim[0], xlim[1], self.columns)
             line = self._line(i)
             line.set_data(x, y)
             # A reading alone between gaps or invalid values (a single reading in an hour) is a dot.
@@ -177,7 +165,7 @@ class LineChart:
             line.set_label(label if label is not None else f"_series{i}")
             line.set_visible(True)
             ys.append(y)
-        for line in self.line_artists[len(lines) :]:
+        for line in self.lines[len(series) :]:
             line.set_data([], [])
             line.set_marker("None")
             line.set_markevery(None)
@@ -200,8 +188,9 @@ class LineChart:
         legend = self.ax.get_legend()
         if legend is not None:
             legend.remove()
-        if sum(1 for label, _, _ in lines if label is not None) > 1:
+        if sum(1 for label, _, _ in series if label is not None) > 1:
             self.ax.legend(loc="upper right", fontsize="small", title="device")
+        return readings_shown(series)
 
     @staticmethod
     def _axis_key(xlim: tuple[float, float], ticks: list[tuple[float, str]], xlabel: str) -> tuple:
@@ -271,11 +260,15 @@ class Track:
 
 
 def _one_value(column) -> bool:
-    """Whether ``column`` (pandas) holds one value throughout and none missing: a frame of one device, the
-    usual day, then needs no sensor's devices factorized (~2 ms a sensor on a day of a reading a second)."""
+    """Whether ``column`` (pandas strings, as extracts read back) holds one value throughout and none missing: a
+    frame of one device, the usual day, then needs no sensor's devices factorized (~2 ms a sensor on a day of a
+    reading a second). False for other dtypes, which are factorized as before."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if not isinstance(column.dtype, pd.StringDtype):
+        return False
     values = pa.array(column)
     return len(values) > 0 and values.null_count == 0 and pc.all(pc.equal(values, values[0])).as_py()
 
